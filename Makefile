@@ -1,0 +1,38 @@
+# The two commands: `make demo` (the main job on the emulated device) and `make test`.
+# Each sets itself up on a fresh Debian bookworm with Python 3.11: system packages it lacks,
+# a virtual environment in .venv and `pip install -e '.[dev]'`.
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# Debian packages the suites need (empty until a rig needs a simulator or a toolchain).
+APT_PACKAGES :=
+DEMO_PRESCRIPTION ?= examples/morphine_continuous.toml
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/ithil model run $(DEMO_PRESCRIPTION) --days 365
+
+test: setup
+	$(BIN)/python -m pytest -n auto -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -n auto -q -m slow
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
