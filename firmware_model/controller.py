@@ -873,6 +873,7 @@ class Controller:
             if abs(expected - cmd.measured_residual_nl) > threshold or (
                     cmd.measured_after_nl is not None and abs(cmd.injected_nl - cmd.measured_after_nl) > threshold):
                 self._raise(AlarmCode.REFILL_DISCREPANCY)
+                self._clear(AlarmCode.REFILL_DISCREPANCY)  # an event, not a state: latched until acknowledged
             if st.reservoir_nl > st.low_reservoir_nl:
                 self._clear(AlarmCode.RESERVOIR_LOW)
             if self._steps_available() > 0:
