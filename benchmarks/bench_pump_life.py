@@ -99,10 +99,13 @@ def run_life() -> LifeResult:
     ctl = Controller()
     res = LifeResult()
 
-    def send(cmd: object, tick: int) -> list[object]:
+    def run_to(tick: int) -> None:
         events = ctl.advance(tick)
         res.events += len(events)
         res.alarm_tones += sum(1 for e in events if e.code == LogCode.ALARM_TONE)
+
+    def send(cmd: object, tick: int) -> list[object]:
+        run_to(tick)
         res.commands += 1
         return ctl.handle(cmd, tick)
 
@@ -116,14 +119,10 @@ def run_life() -> LifeResult:
 
     st = ctl.state
     for tick, _, cmd in SCHEDULE:
-        if st.eos:
+        run_to(tick)
+        if st.eos:  # EOS refuses every command but status and acknowledgement: stop sending
             break
         if cmd == "refill":
-            events = ctl.advance(tick)
-            res.events += len(events)
-            res.alarm_tones += sum(1 for e in events if e.code == LogCode.ALARM_TONE)
-            if st.eos:
-                break
             if st.alarms.is_active(AlarmCode.ELECTIVE_REPLACEMENT) and st.alarms.sounding() is not None:
                 send(AcknowledgeAlarm(AlarmCode.ELECTIVE_REPLACEMENT), tick)
             cmd = Refill(measured_residual_nl=st.reservoir_nl, injected_nl=FILL_NL, drug=DRUG,
@@ -140,9 +139,7 @@ def run_life() -> LifeResult:
                 assert isinstance(answer[0], BolusDenied), answer
                 res.denied += 1
 
-    events = ctl.advance(LIFE_TICKS)
-    res.events += len(events)
-    res.alarm_tones += sum(1 for e in events if e.code == LogCode.ALARM_TONE)
+    run_to(LIFE_TICKS)
     assert st.tick == LIFE_TICKS
     res.steps = st.steps_total
     res.delivered_nl = st.delivered_nl

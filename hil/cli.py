@@ -28,20 +28,19 @@ def model_run(
     plot: Path | None = typer.Option(None, "--plot", help="Draw reservoir volume and cumulative dose to this PNG."),
 ) -> None:
     """Simulate a prescription on the reference model and print what the pump did."""
-    console = Console(stderr=True)
     try:
         data = tomllib.loads(prescription.read_text(encoding="utf-8"))
     except OSError as exc:
-        console.print(f"error: cannot read {prescription}: {exc.strerror}")
+        typer.echo(f"error: cannot read {prescription}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
     except tomllib.TOMLDecodeError as exc:
-        console.print(f"error: {prescription} is not valid TOML: {exc}")
+        typer.echo(f"error: {prescription} is not valid TOML: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
         rx = load_prescription(data, str(prescription))
         result = run(rx, days)
     except ModelError as exc:
-        console.print(f"error: {prescription}: {exc}")
+        typer.echo(f"error: {prescription}: {exc}", err=True)
         raise typer.Exit(2) from None
     if as_json:
         json.dump(result.to_json(), sys.stdout, indent=2)
@@ -52,8 +51,4 @@ def model_run(
     if plot is not None:
         from .plots import plot_run
         plot_run(result, f"{prescription.stem}: {days} days", plot)
-        console.print(f"plot written to {plot}")
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+        typer.echo(f"plot written to {plot}", err=True)
