@@ -58,6 +58,7 @@ PATIENT_BOLUS = ConfigurePatientBolus(volume_nl=25_000, duration_ticks=10 * TICK
                                       lockout_ticks=3 * TICKS_PER_HOUR, max_per_day=4)
 REQUEST_TIMES = (7 * TICKS_PER_HOUR, 12 * TICKS_PER_HOUR, 17 * TICKS_PER_HOUR, 22 * TICKS_PER_HOUR)
 PER_TICK_SPAN = 2_000_000             # ticks of the per-tick baseline measurement
+PER_TICK_PHASE = 0x9E3779B9           # its start phase (any; the cost does not depend on it)
 
 
 @dataclass
@@ -72,7 +73,6 @@ class LifeResult:
     refills: int = 0
     eri_day: float = 0.0
     eos_day: float = 0.0
-    checkpoints: int = 0
     log_records: int = 0
 
 
@@ -105,6 +105,7 @@ def run_life() -> LifeResult:
         res.alarm_tones += sum(1 for e in events if e.code == LogCode.ALARM_TONE)
 
     def send(cmd: object, tick: int) -> list[object]:
+        """Collect the events up to `tick`, then send the command (its own run to `tick` finds nothing new)."""
         run_to(tick)
         res.commands += 1
         return ctl.handle(cmd, tick)
@@ -122,16 +123,18 @@ def run_life() -> LifeResult:
         run_to(tick)
         if st.eos:  # EOS refuses every command but status and acknowledgement: stop sending
             break
+        res.commands += 1
         if cmd == "refill":
             if st.alarms.is_active(AlarmCode.ELECTIVE_REPLACEMENT) and st.alarms.sounding() is not None:
-                send(AcknowledgeAlarm(AlarmCode.ELECTIVE_REPLACEMENT), tick)
+                ctl.handle(AcknowledgeAlarm(AlarmCode.ELECTIVE_REPLACEMENT), tick)
+                res.commands += 1
             cmd = Refill(measured_residual_nl=st.reservoir_nl, injected_nl=FILL_NL, drug=DRUG,
                          concentration_ug_per_ml=CONCENTRATION)
-            answer = send(cmd, tick)
+            answer = ctl.handle(cmd, tick)
             assert isinstance(answer[0], Accepted), answer
             res.refills += 1
             continue
-        answer = send(cmd, tick)
+        answer = ctl.handle(cmd, tick)
         if isinstance(cmd, PatientBolusRequest):
             if isinstance(answer[0], BolusGranted):
                 res.granted += 1
@@ -148,7 +151,6 @@ def run_life() -> LifeResult:
     res.eri_day = st.eri_tick / TICKS_PER_DAY
     eos = [a for a in st.alarms.active if a.code == AlarmCode.END_OF_SERVICE]
     res.eos_day = eos[0].raised_tick / TICKS_PER_DAY
-    res.checkpoints = sum(1 for r in ctl.log.records() if r.code == LogCode.CHECKPOINT and r.aux == 0)
     res.log_records = ctl.log.next_seq
     return res
 
@@ -163,7 +165,7 @@ def main() -> None:
     # Baseline at the life's average delivered rate (over the whole 7 years).
     avg_rate = life.delivered_nl * TICKS_PER_DAY // LIFE_TICKS
     increment = increment_for_rate(avg_rate, 250)
-    t_span, made = best_of(lambda: PerTickAccumulator(increment, 0, 0).run(PER_TICK_SPAN), repeat=3)
+    t_span, made = best_of(lambda: PerTickAccumulator(increment, PER_TICK_PHASE, 0).run(PER_TICK_SPAN), repeat=3)
     ns_per_tick = t_span / PER_TICK_SPAN * 1e9
     extrapolated = t_span / PER_TICK_SPAN * LIFE_TICKS
 

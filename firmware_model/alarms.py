@@ -73,7 +73,7 @@ class AlarmSettings:
         return self.critical_repeat_ticks if priority == Priority.CRITICAL else self.non_critical_repeat_ticks
 
 
-@dataclass
+@dataclass(slots=True)
 class ActiveAlarm:
     code: AlarmCode
     raised_tick: int
@@ -81,7 +81,7 @@ class ActiveAlarm:
     acknowledged: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class AlarmPanel:
     """Active alarms in the order they were raised, and the tick of the next tone."""
 
@@ -99,7 +99,7 @@ class AlarmPanel:
 
     @property
     def delivery_stopped(self) -> bool:
-        return any(CATALOGUE[a.code].stops_delivery for a in self.active)
+        return bool(self.active) and any(CATALOGUE[a.code].stops_delivery for a in self.active)
 
     def sounding(self) -> ActiveAlarm | None:
         """The unacknowledged alarm of highest priority (the earliest raised among equals)."""

@@ -93,7 +93,7 @@ class PumpConfig:
         return hashlib.sha256(codec.encode(self)).digest()
 
 
-@dataclass
+@dataclass(slots=True)
 class ActiveBolus:
     """A bolus on the bolus channel: its steps and the increment that spreads them."""
 
@@ -103,7 +103,7 @@ class ActiveBolus:
     increment: int
 
 
-@dataclass
+@dataclass(slots=True)
 class ClinicianPlan:
     """A clinician bolus, single or periodic: the next start and how many starts are left."""
 
@@ -114,7 +114,7 @@ class ClinicianPlan:
     next_start_tick: int
 
 
-@dataclass
+@dataclass(slots=True)
 class PatientSettings:
     steps: int
     increment: int
@@ -122,7 +122,7 @@ class PatientSettings:
     max_per_day: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Bridge:
     """A bridge bolus on the basal channel: old drug still in the path, delivered dose-true."""
 
@@ -130,7 +130,7 @@ class Bridge:
     old_concentration_ug_per_ml: int
 
 
-@dataclass
+@dataclass(slots=True)
 class PumpState:
     """Everything a firmware keeps in RAM; `snapshot()` is this plus the log."""
 
@@ -176,11 +176,13 @@ class Controller:
         self.config = config or PumpConfig()
         self.mech = self.config.mechanism
         self._max_increment = increment_for_rate(self.mech.max_rate_nl_per_day, self.mech.stroke_nl)
+        self._quiet_cache: tuple[int, int] | None = None
         self.state = PumpState(low_reservoir_nl=self.config.low_reservoir_nl,
                                path=FluidPath.unprimed(self.mech.fluid_path_nl))
         self.log = EventLog(self.config.log_capacity)
         self._events: list[Event] = []
         self._log(LogCode.POWER_ON)
+        self._apply_rates()
         self._checkpoint()
 
     # ---- public API ---------------------------------------------------------------------
@@ -202,8 +204,7 @@ class Controller:
         if type(command) in COMMAND_IDS:
             self._log_command(command)
         responses = apply()
-        self._apply_rates()
-        self._maybe_checkpoint()
+        self._settle()
         return responses
 
     def advance(self, to_tick: int) -> list[Event]:
@@ -213,19 +214,23 @@ class Controller:
         return events
 
     def _run_to(self, to_tick: int) -> None:
+        """Jump from event to event up to `to_tick`. The state is settled at its tick between
+        calls (nothing left due), so where the caller stops never changes what happens."""
         st = self.state
         if to_tick < st.tick:
             raise LimitExceeded("to_tick", to_tick, f">= the present tick {st.tick} (time only moves forward)")
-        self._apply_rates()
-        while True:
+        while st.tick < to_tick:
             nxt = self._next_event_tick(to_tick)
             self._run_motor(nxt)
+            self._sound_until(nxt)
             st.tick = nxt
-            self._due_events()
-            self._apply_rates()
-            self._maybe_checkpoint()
-            if nxt >= to_tick:
-                break
+            self._settle()
+
+    def _settle(self) -> None:
+        """Decide what is due now, set the rates that follow, checkpoint if it is time."""
+        self._due_events()
+        self._apply_rates()
+        self._maybe_checkpoint()
 
     def status(self) -> StatusReport:
         """The interrogation answer at the present tick."""
@@ -275,6 +280,7 @@ class Controller:
         state = codec.decode(body[:n], PumpState)
         log = EventLog.from_bytes(body[n:])
         self.state, self.log, self._events = state, log, []
+        self._quiet_cache = None
 
     @classmethod
     def rebuild(cls, config: PumpConfig, log: EventLog, reset_tick: int) -> "Controller":
@@ -289,6 +295,7 @@ class Controller:
         ctl = cls.__new__(cls)
         ctl.config, ctl.mech = config, config.mechanism
         ctl._max_increment = increment_for_rate(ctl.mech.max_rate_nl_per_day, ctl.mech.stroke_nl)
+        ctl._quiet_cache = None
         ctl.state = codec.decode(blob, PumpState)
         ctl.log, ctl._events = EventLog(config.log_capacity), []  # scratch: replay rewrites known records
         for _, rec, data in blobs(records[index:], LogCode.COMMAND):
@@ -303,7 +310,7 @@ class Controller:
 
     def _delivery_stopped(self) -> bool:
         st = self.state
-        return st.eos or st.alarms.delivery_stopped or not st.drug
+        return st.eos or not st.drug or st.alarms.delivery_stopped
 
     def _program_rate(self, tick: int) -> int:
         """The basal rate the program asks for at a tick (nL/day), before any bridge."""
@@ -346,61 +353,74 @@ class Controller:
         st.basal.set_increment(basal_inc)
         st.bolus.set_increment(bolus_inc)
 
-    def _channels(self) -> tuple[StepScheduler, StepScheduler]:
-        return self.state.basal, self.state.bolus
-
     def _steps_available(self) -> int:
         st = self.state
-        return max(0, (st.reservoir_nl - self.config.empty_reservoir_nl) // self.mech.stroke_nl)
+        available = (st.reservoir_nl - self.config.empty_reservoir_nl) // self.mech.stroke_nl
+        return available if available > 0 else 0
 
     def _next_event_tick(self, horizon: int) -> int:
-        """The earliest tick <= horizon at which something must be decided."""
-        st, cfg = self.state, self.config
-        nxt = horizon
-        basal, bolus = self._channels()
-
-        def sooner(t: int | None) -> None:
-            nonlocal nxt
-            if t is not None and st.tick < t < nxt:
-                nxt = t
-            elif t is not None and t <= st.tick:
-                nxt = min(nxt, st.tick)
-
+        """The earliest tick in (now, horizon] at which something must be decided (the state is
+        settled, so nothing is due now)."""
+        st = self.state
+        now, nxt = st.tick, horizon
+        basal, bolus = st.basal, st.bolus
         if st.active_bolus is not None and bolus.increment:
-            sooner(bolus.tick_of_step(st.active_bolus.steps_total - st.active_bolus.steps_done))
+            t = bolus.tick_of_step(st.active_bolus.steps_total - st.active_bolus.steps_done)
+            nxt = t if now < t < nxt else nxt
         if st.bridge is not None and basal.increment:
-            sooner(basal.tick_of_step(st.bridge.steps_left))
+            t = basal.tick_of_step(st.bridge.steps_left)
+            nxt = t if now < t < nxt else nxt
         if st.mode == Mode.FLEX and not self._delivery_stopped():
-            sooner(self._next_flex_boundary(st.tick))
+            t = self._next_flex_boundary(now)
+            nxt = t if t < nxt else nxt
         if st.clinician_plan is not None:
-            sooner(st.clinician_plan.next_start_tick)
-        if st.alarms.next_tone_tick is not None:
-            sooner(st.alarms.next_tone_tick)
+            t = st.clinician_plan.next_start_tick
+            nxt = t if now < t < nxt else nxt
+        if not st.eos:
+            battery = self.config.battery
+            t = battery.eri_latest_ticks if st.eri_tick is None else st.eri_tick + battery.eri_to_eos_ticks
+            nxt = t if now < t < nxt else nxt
         # Reservoir and battery thresholds: searched only when this span can reach them.
-        made = combined_steps_until((basal, bolus), nxt)
+        made = basal.steps_until(nxt) + bolus.steps_until(nxt)
         if made:
+            channels = (basal, bolus)
             stroke = self.mech.stroke_nl
-            if not st.alarms.is_active(AlarmCode.RESERVOIR_LOW) and st.reservoir_nl > st.low_reservoir_nl:
+            if st.reservoir_nl > st.low_reservoir_nl and not st.alarms.is_active(AlarmCode.RESERVOIR_LOW):
                 k = -(-(st.reservoir_nl - st.low_reservoir_nl) // stroke)
                 if k <= made:
-                    sooner(tick_of_combined_step((basal, bolus), k, nxt))
+                    nxt = tick_of_combined_step(channels, k, nxt) or nxt
             available = self._steps_available()
             if available <= made:
-                sooner(tick_of_combined_step((basal, bolus), max(1, available), nxt))
-        if not st.eos:
-            battery = cfg.battery
-            if st.eri_tick is None:
-                sooner(battery.eri_latest_ticks)
-                threshold = battery.eri_threshold_nc
-            else:
-                sooner(st.eri_tick + battery.eri_to_eos_ticks)
-                threshold = battery.capacity_nc
-            sooner(self._charge_crossing_tick(threshold, nxt))
+                nxt = tick_of_combined_step(channels, max(1, available), nxt) or nxt
+        if not st.eos and nxt > self._battery_quiet_until():
+            threshold = self._battery_threshold_nc()
+            crossing = self._charge_crossing_tick(threshold, nxt)
+            if crossing is not None and crossing > now:
+                nxt = min(nxt, crossing)
         return nxt
+
+    def _battery_threshold_nc(self) -> int:
+        battery = self.config.battery
+        return battery.eri_threshold_nc if self.state.eri_tick is None else battery.capacity_nc
+
+    def _battery_quiet_until(self) -> int:
+        """A tick before which the battery cannot reach its next threshold even with the motor
+        at full speed: the charge search is skipped until then (a cache; it changes no result)."""
+        st, battery = self.state, self.config.battery
+        threshold = self._battery_threshold_nc()
+        cached = self._quiet_cache
+        if cached is not None and cached[0] == threshold and cached[1] > st.tick:
+            return cached[1]
+        left = threshold - battery.used_nc(st.steps_total, st.tick)
+        per_day = (self.mech.max_rate_nl_per_day // self.mech.stroke_nl + 2) * battery.step_charge_nc \
+            + battery.quiescent_nc_per_day + 1
+        quiet = st.tick + max(0, left) * TICKS_PER_DAY // per_day
+        self._quiet_cache = (threshold, quiet)
+        return quiet
 
     def _charge_crossing_tick(self, threshold_nc: int, horizon: int) -> int | None:
         st, battery = self.state, self.config.battery
-        channels = self._channels()
+        channels = (st.basal, st.bolus)
 
         def used(t: int) -> int:
             return battery.used_nc(st.steps_total + combined_steps_until(channels, t), t)
@@ -475,7 +495,7 @@ class Controller:
             self._raise(AlarmCode.RESERVOIR_EMPTY)
         if not st.eos:
             battery = cfg.battery
-            used = battery.used_nc(st.steps_total, t)
+            used = battery.used_nc(st.steps_total, t) if t >= self._battery_quiet_until() else 0
             if st.eri_tick is None and (used >= battery.eri_threshold_nc or t >= battery.eri_latest_ticks):
                 st.eri_tick = t
                 self._raise(AlarmCode.ELECTIVE_REPLACEMENT)
@@ -557,6 +577,22 @@ class Controller:
         self._events.append(Record(0, self.state.tick, LogCode.ALARM_TONE, 0,
                                    struct.pack("<iii", alarm.code, priority, 0)))
         panel.next_tone_tick = self.state.tick + self.config.alarms.repeat_ticks(priority)
+
+    def _sound_until(self, tick: int) -> None:
+        """The repeats of the sounding alarm before `tick`. Tones decide nothing, so they are not
+        events the motor stops for: between two decisions they are an arithmetic series."""
+        panel = self.state.alarms
+        if panel.next_tone_tick is None or panel.next_tone_tick >= tick:
+            return
+        alarm = panel.sounding()
+        priority = CATALOGUE[alarm.code].priority
+        repeat = self.config.alarms.repeat_ticks(priority)
+        payload = struct.pack("<iii", alarm.code, priority, 0)
+        t = panel.next_tone_tick
+        while t < tick:
+            self._events.append(Record(0, t, LogCode.ALARM_TONE, 0, payload))
+            t += repeat
+        panel.next_tone_tick = t
 
     def _reschedule_tone(self) -> None:
         panel = self.state.alarms

@@ -24,6 +24,7 @@ RECORD = struct.Struct("<IQHH12sH")
 RECORD_SIZE = RECORD.size + 2  # + CRC
 assert RECORD_SIZE == 32
 ARGS = struct.Struct("<iii")
+_CRC = struct.Struct("<H")
 CRC_INIT = 0xFFFF
 LAST_CHUNK = 0x8000
 DEFAULT_CAPACITY = 8192  # 256 KiB of flash [D]
@@ -75,13 +76,13 @@ class Record:
 
     def pack(self) -> bytes:
         body = RECORD.pack(self.seq, self.tick, int(self.code), self.aux, self.payload, 0xFFFF)
-        return body + struct.pack("<H", crc16(body))
+        return body + _CRC.pack(crc16(body))
 
     @classmethod
     def unpack(cls, raw: bytes) -> "Record":
         if len(raw) != RECORD_SIZE:
             raise StateError(f"a log record is {RECORD_SIZE} bytes, got {len(raw)}")
-        body, (crc,) = raw[:-2], struct.unpack("<H", raw[-2:])
+        body, (crc,) = raw[:-2], _CRC.unpack(raw[-2:])
         if crc16(body) != crc:
             raise StateError(f"log record CRC mismatch: stored {crc:#06x}, computed {crc16(body):#06x}")
         seq, tick, code, aux, payload, _ = RECORD.unpack(body)
@@ -102,6 +103,7 @@ class EventLog:
         self.next_seq = 0
         self.overwritten = 0
         self._ring = bytearray(b"\xff" * (capacity * RECORD_SIZE))
+        self._view = memoryview(self._ring)
 
     def __len__(self) -> int:
         return min(self.next_seq, self.capacity)
@@ -118,13 +120,15 @@ class EventLog:
             self._write(tick, code, aux, chunk.ljust(12, b"\x00"))
 
     def _write(self, tick: int, code: LogCode, aux: int, payload: bytes) -> Record:
-        rec = Record(self.next_seq & 0xFFFFFFFF, tick, code, aux, payload)
-        slot = self.next_seq % self.capacity
+        seq = self.next_seq & 0xFFFFFFFF
+        offset = (self.next_seq % self.capacity) * RECORD_SIZE
         if self.next_seq >= self.capacity:
             self.overwritten += 1
-        self._ring[slot * RECORD_SIZE:(slot + 1) * RECORD_SIZE] = rec.pack()
+        ring = self._ring
+        RECORD.pack_into(ring, offset, seq, tick, code, aux, payload, 0xFFFF)
+        _CRC.pack_into(ring, offset + RECORD.size, crc16(self._view[offset:offset + RECORD.size]))
         self.next_seq += 1
-        return rec
+        return Record(seq, tick, code, aux, payload)
 
     def raw_records(self) -> bytes:
         """The records held, oldest first, as they sit in flash."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .units import dose_pg
 
 
-@dataclass
+@dataclass(slots=True)
 class Segment:
     """A run of fluid of one concentration."""
 
@@ -21,7 +21,7 @@ class Segment:
     concentration_ug_per_ml: int
 
 
-@dataclass
+@dataclass(slots=True)
 class FluidPath:
     """Segments from the tip (left) to the pump outlet (right); the total volume never changes."""
 

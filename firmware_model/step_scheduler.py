@@ -11,6 +11,7 @@ stay inside int64. `PerTickAccumulator` is the literal per-tick loop, kept as th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterable, Sequence
@@ -27,8 +28,11 @@ PHASE_MASK = PHASE_ONE - 1
 _CHUNK_STEPS = 1 << 20
 
 
+@functools.lru_cache(maxsize=4096)
 def increment_for_rate(rate_nl_per_day: int, stroke_nl: int) -> int:
-    """The accumulator increment nearest to a flow; it quantises the rate (see effective_rate)."""
+    """The accumulator increment nearest to a flow; it quantises the rate (see effective_rate).
+
+    Pure, so cached: the controller asks it again at every event."""
     if rate_nl_per_day < 0:
         raise LimitExceeded("rate_nl_per_day", rate_nl_per_day, ">= 0")
     num = rate_nl_per_day * PHASE_ONE
@@ -49,7 +53,7 @@ def effective_rate_nl_per_day(increment: int, stroke_nl: int) -> Fraction:
     return Fraction(increment * stroke_nl * TICKS_PER_DAY, PHASE_ONE)
 
 
-@dataclass
+@dataclass(slots=True)
 class StepScheduler:
     """One phase accumulator: its increment, its phase after `tick`, and the steps it has made."""
 
