@@ -27,6 +27,8 @@ class AlarmCode(enum.IntEnum):
     ELECTIVE_REPLACEMENT = 3   # ERI
     END_OF_SERVICE = 4         # EOS
     REFILL_DISCREPANCY = 5     # pocket fill or leak suspected at refill (domain.md §3.4)
+    OCCLUSION = 6              # the outlet holds back what the pump pushes (domain.md §5)
+    MOTOR_STALL = 7            # commanded steps not achieved, e.g. an MRI magnet (domain.md §1.1)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ CATALOGUE: dict[AlarmCode, AlarmSpec] = {
         AlarmSpec(AlarmCode.REFILL_DISCREPANCY, Priority.CRITICAL, True, False,
                   "possible pocket fill or leak: overdose risk, clinician must acknowledge "
                   "(domain.md §3.4 [V S54, partial])"),
+        AlarmSpec(AlarmCode.OCCLUSION, Priority.CRITICAL, True, True,
+                  "SR-16: high priority, flow stops until acknowledged (domain.md §4.1 [V S59], §4.5)"),
+        AlarmSpec(AlarmCode.MOTOR_STALL, Priority.CRITICAL, False, True,
+                  "two-tone on stall; clears when recovery is detected (domain.md §1.1 [V S3])"),
     )
 }
 

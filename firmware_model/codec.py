@@ -173,5 +173,11 @@ def length_prefixed(data: bytes) -> bytes:
 
 def strip_length_prefix(data: bytes) -> bytes:
     """The bytes `length_prefixed` wrapped, ignoring whatever padding follows them."""
+    return split_length_prefixed(data)[0]
+
+
+def split_length_prefixed(data: bytes) -> tuple[bytes, bytes]:
+    """The bytes `length_prefixed` wrapped, and what follows them."""
     reader = _Reader(data)
-    return reader.raw(reader.uint())
+    head = reader.raw(reader.uint())
+    return head, data[reader.pos:]

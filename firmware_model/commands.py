@@ -135,19 +135,25 @@ class SetClock:
 
 
 @dataclass(frozen=True)
+class Interrogate:
+    """A clinician or patient programmer interrogates the pump; after an MRI this releases the
+    telemetry-mode latch (domain.md §1.1 [V S15])."""
+
+
+@dataclass(frozen=True)
 class GetStatus:
     """Interrogation: answers a StatusReport, changes nothing."""
 
 
 Command = (ProgramStopped | ProgramContinuous | ProgramFlex | ProgramMinimumRate | ClinicianBolus
            | PrimingBolus | ConfigurePatientBolus | PatientBolusRequest | Refill | SetLowReservoirAlarm
-           | AcknowledgeAlarm | SetClock | GetStatus)
+           | AcknowledgeAlarm | SetClock | Interrogate | GetStatus)
 
 # Stable ids of the commands the event log keeps (never renumber; append only).
 COMMAND_IDS: dict[type, int] = {
     ProgramStopped: 1, ProgramContinuous: 2, ProgramFlex: 3, ProgramMinimumRate: 4,
     ClinicianBolus: 5, PrimingBolus: 6, ConfigurePatientBolus: 7, PatientBolusRequest: 8,
-    Refill: 9, SetLowReservoirAlarm: 10, AcknowledgeAlarm: 11, SetClock: 12,
+    Refill: 9, SetLowReservoirAlarm: 10, AcknowledgeAlarm: 11, SetClock: 12, Interrogate: 13,
 }
 COMMAND_TYPES: dict[int, type] = {v: k for k, v in COMMAND_IDS.items()}
 
@@ -190,6 +196,8 @@ class StatusReport:
     alarms: tuple[AlarmCode, ...]
     sounding: AlarmCode | None
     delivery_stopped: bool
+    stalled: bool
+    telemetry_latched: bool
     battery_months_remaining: int
     eri: bool
     eos: bool

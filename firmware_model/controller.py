@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
+
+import numpy as np
 
 from . import codec
 from .alarms import CATALOGUE, AlarmCode, AlarmPanel, AlarmSettings
@@ -24,15 +26,17 @@ from .calibration import Mechanism
 from .commands import (COMMAND_IDS, COMMAND_TYPES, Accepted, AcknowledgeAlarm, BolusDenied,
                        BolusGranted, BolusKind, ClinicianBolus, Command, ConfigurePatientBolus,
                        DenyReason, GetStatus, Mode, PatientBolusRequest, PrimingBolus,
-                       ProgramContinuous, ProgramFlex, ProgramMinimumRate, ProgramStopped, Refill,
+                       Interrogate, ProgramContinuous, ProgramFlex, ProgramMinimumRate, ProgramStopped, Refill,
                        Response, SetClock, SetLowReservoirAlarm, StatusReport)
 from .drug_library import DrugLibrary, SoftLimitFlag
 from .errors import LimitExceeded, NotAllowedNow, StateError
 from .event_log import DEFAULT_CAPACITY, EventLog, LogCode, Record, blobs
 from .fluid_path import FluidPath
+from .occlusion import DetectorSettings, DetectorState, scan_one
+from .plant import OutletState, Plant
 from .step_scheduler import (PHASE_ONE, StepScheduler, combined_steps_until,
                              effective_rate_nl_per_day, increment_for_rate, tick_of_combined_step)
-from .units import NL_PER_ML, TICKS_PER_DAY, dose_pg
+from .units import NL_PER_ML, TICK_HZ, TICKS_PER_DAY, TICKS_PER_HOUR, dose_pg
 
 _MAGIC = b"ITHL"
 _SNAPSHOT_VERSION = 1
@@ -54,6 +58,11 @@ class PumpConfig:
     - max_flex_steps: the flex table's size limit is unknown (domain.md §2, [M]): 24.
     - checkpoint_records: a state checkpoint is logged after this many records, so that a
       reset can always rebuild the state from what the ring still holds.
+    - detector: the occlusion detector on the outlet pressure sensor of ithil's reference pump
+      (domain.md §5); None for a pump without one (SynchroMed detects only stall, §5 [M]).
+    - stall_detect_steps: commanded steps without step feedback before a stall is declared [D].
+    - stall_retry_ticks: how often a stalled pump tries a step again; the first success is the
+      recovery. Return to infusion after MRI can be delayed 2-24 h (domain.md §1.1 [V S3]): 2 h [D].
     """
 
     mechanism: Mechanism = Mechanism()
@@ -68,6 +77,9 @@ class PumpConfig:
     max_flex_steps: int = 24
     log_capacity: int = DEFAULT_CAPACITY
     checkpoint_records: int = DEFAULT_CAPACITY // 4
+    detector: DetectorSettings | None = DetectorSettings()
+    stall_detect_steps: int = 3
+    stall_retry_ticks: int = 2 * TICKS_PER_HOUR
 
     def __post_init__(self) -> None:
         if self.reservoir_capacity_nl not in (20 * NL_PER_ML, 40 * NL_PER_ML):
@@ -79,6 +91,9 @@ class PumpConfig:
         if not 0 <= self.empty_reservoir_nl <= lo:
             raise LimitExceeded("empty_reservoir_nl", self.empty_reservoir_nl,
                                 f"0 <= empty <= lowest low-reservoir alarm ({lo} nL)")
+        if self.stall_detect_steps < 1 or self.stall_retry_ticks < 1:
+            raise LimitExceeded("stall_detect_steps/stall_retry_ticks", (self.stall_detect_steps, self.stall_retry_ticks),
+                                ">= 1 step and >= 1 tick")
         if not 0 < self.checkpoint_records <= self.log_capacity // 2:
             raise LimitExceeded("checkpoint_records", self.checkpoint_records,
                                 f"1..{self.log_capacity // 2} (half the log, so a checkpoint is always held)")
@@ -163,6 +178,14 @@ class PumpState:
     eos: bool = False
     boluses_granted: int = 0
     boluses_denied: int = 0
+    detector: DetectorState = field(default_factory=DetectorState)
+    occlusion_found: tuple[int, int] | None = None  # (rule, pressure Pa) of the stroke that alarmed
+    steps_since_resume: int = 0
+    missed_steps: int = 0
+    stall_tick: int | None = None
+    stall_retry_tick: int | None = None
+    telemetry_mode: bool = False
+    telemetry_latched: bool = False
     records_since_checkpoint: int = 0
 
 
@@ -172,9 +195,14 @@ Event = Record
 class Controller:
     """The reference pump controller."""
 
-    def __init__(self, config: PumpConfig | None = None) -> None:
+    def __init__(self, config: PumpConfig | None = None, plant: Plant | None = None) -> None:
+        """A pump just implanted; `plant` is the patient and world it runs in (None: an outlet
+        that always takes the stroke and a rotor that always turns)."""
         self.config = config or PumpConfig()
         self.mech = self.config.mechanism
+        if plant is not None and plant.stroke_nl != self.mech.stroke_nl:
+            raise LimitExceeded("plant.stroke_nl", plant.stroke_nl, f"the mechanism's stroke ({self.mech.stroke_nl} nL)")
+        self.plant = plant
         self._max_increment = increment_for_rate(self.mech.max_rate_nl_per_day, self.mech.stroke_nl)
         self._quiet_cache: tuple[int, int] | None = None
         self.state = PumpState(low_reservoir_nl=self.config.low_reservoir_nl,
@@ -247,7 +275,8 @@ class Controller:
             bolus_active=st.active_bolus.kind if st.active_bolus else (BolusKind.BRIDGE if st.bridge else None),
             alarms=tuple(a.code for a in st.alarms.active),
             sounding=sounding.code if sounding else None,
-            delivery_stopped=self._delivery_stopped(),
+            delivery_stopped=self._delivery_stopped(), stalled=st.stall_tick is not None,
+            telemetry_latched=st.telemetry_latched,
             battery_months_remaining=battery.months_remaining(st.steps_total, st.tick,
                                                               self._program_day_nl() // mech.stroke_nl),
             eri=st.eri_tick is not None, eos=st.eos, refill_due_tick=self.refill_due_tick())
@@ -265,7 +294,8 @@ class Controller:
         """State and log as bytes; `restore` of these bytes gives back the very same pump."""
         state = codec.encode(self.state)
         header = _SNAP_HEADER.pack(_MAGIC, _SNAPSHOT_VERSION, self.config.fingerprint(), len(state))
-        return header + state + self.log.to_bytes()
+        outlet = codec.encode(self.plant.state) if self.plant is not None else b""
+        return header + state + codec.length_prefixed(outlet) + self.log.to_bytes()
 
     def restore(self, data: bytes) -> None:
         """Load what `snapshot` wrote; refuses bytes of another version or another configuration."""
@@ -278,22 +308,27 @@ class Controller:
             raise StateError("snapshot was taken with another PumpConfig; expected this controller's configuration")
         body = data[_SNAP_HEADER.size:]
         state = codec.decode(body[:n], PumpState)
-        log = EventLog.from_bytes(body[n:])
+        outlet, rest = codec.split_length_prefixed(body[n:])
+        log = EventLog.from_bytes(rest)
+        if outlet and self.plant is not None:
+            self.plant.state = codec.decode(outlet, OutletState)
         self.state, self.log, self._events = state, log, []
         self._quiet_cache = None
 
     @classmethod
-    def rebuild(cls, config: PumpConfig, log: EventLog, reset_tick: int) -> "Controller":
+    def rebuild(cls, config: PumpConfig, log: EventLog, reset_tick: int, plant: Plant | None = None) -> "Controller":
         """The controller a firmware restores after a reset: newest checkpoint, then the commands
         logged since, replayed at their ticks, then the run to the reset tick. The log itself is
-        kept as it was and a POWER_ON record marks the reset."""
+        kept as it was and a POWER_ON record marks the reset. The replay cannot feel the world
+        again (strokes since the checkpoint count as achieved), and what the detectors had in
+        volatile memory (pressure history, CUSUM, missed steps) starts afresh, as after a reboot."""
         records = list(log.records())
         found = list(blobs(records, LogCode.CHECKPOINT))
         if not found:
             raise StateError("the event log holds no complete checkpoint; cannot rebuild the state")
         index, _, blob = found[-1]
         ctl = cls.__new__(cls)
-        ctl.config, ctl.mech = config, config.mechanism
+        ctl.config, ctl.mech, ctl.plant = config, config.mechanism, None
         ctl._max_increment = increment_for_rate(ctl.mech.max_rate_nl_per_day, ctl.mech.stroke_nl)
         ctl._quiet_cache = None
         ctl.state = codec.decode(blob, PumpState)
@@ -302,7 +337,8 @@ class Controller:
             command = codec.decode(data[1:], COMMAND_TYPES[data[0]])
             ctl.handle(command, rec.tick)
         ctl.advance(max(reset_tick, ctl.state.tick))
-        ctl.log, ctl._events = log, []
+        ctl.log, ctl._events, ctl.plant = log, [], plant
+        ctl.state.detector, ctl.state.missed_steps = DetectorState(), 0
         ctl._log(LogCode.POWER_ON, 1)
         return ctl
 
@@ -310,7 +346,7 @@ class Controller:
 
     def _delivery_stopped(self) -> bool:
         st = self.state
-        return st.eos or not st.drug or st.alarms.delivery_stopped
+        return st.eos or not st.drug or st.telemetry_latched or st.alarms.delivery_stopped
 
     def _program_rate(self, tick: int) -> int:
         """The basal rate the program asks for at a tick (nL/day), before any bridge."""
@@ -380,6 +416,12 @@ class Controller:
             battery = self.config.battery
             t = battery.eri_latest_ticks if st.eri_tick is None else st.eri_tick + battery.eri_to_eos_ticks
             nxt = t if now < t < nxt else nxt
+        if st.stall_retry_tick is not None and now < st.stall_retry_tick < nxt:
+            nxt = st.stall_retry_tick
+        plant = self.plant
+        if plant is not None:
+            t = plant.next_change_tick(now)
+            nxt = t if t is not None and t < nxt else nxt
         # Reservoir and battery thresholds: searched only when this span can reach them.
         made = basal.steps_until(nxt) + bolus.steps_until(nxt)
         if made:
@@ -397,7 +439,28 @@ class Controller:
             crossing = self._charge_crossing_tick(threshold, nxt)
             if crossing is not None and crossing > now:
                 nxt = min(nxt, crossing)
+        if plant is not None and (basal.increment or bolus.increment):
+            if plant.rotor_held(now):  # the strokes fail: the stall is declared after a few
+                if st.stall_tick is None:
+                    k = max(1, self.config.stall_detect_steps - st.missed_steps)
+                    nxt = tick_of_combined_step((basal, bolus), k, nxt) or nxt
+            elif self.config.detector is not None:  # the strokes land: does the detector alarm?
+                ticks = self._stroke_ticks(nxt)
+                index, _, _ = scan_one(self.config.detector, st.detector, plant.strokes(ticks).samples_pa)
+                if index >= 0:
+                    nxt = int(ticks[index])
         return nxt
+
+    def _settle_plant(self, to_tick: int) -> None:
+        released = self.plant.settle(to_tick)
+        if released:  # the plant's report, not the firmware's: an event, never a log record
+            self._events.append(Record(0, to_tick, LogCode.OUTLET_RELEASE, 0, struct.pack("<iii", released, 0, 0)))
+
+    def _stroke_ticks(self, to_tick: int) -> np.ndarray:
+        """Ticks of the strokes both channels make up to `to_tick`, as many as the reservoir allows."""
+        st = self.state
+        ticks = np.sort(np.concatenate([st.basal.step_ticks(to_tick), st.bolus.step_ticks(to_tick)]), kind="stable")
+        return ticks[:self._steps_available()]
 
     def _battery_threshold_nc(self) -> int:
         battery = self.config.battery
@@ -447,8 +510,26 @@ class Controller:
         return tick + TICKS_PER_DAY - tod + st.flex[0][0]
 
     def _run_motor(self, to_tick: int) -> None:
-        """Count the steps both channels make up to `to_tick` and account for them."""
-        st = self.state
+        """Count the steps both channels make up to `to_tick` and account for them; with a plant,
+        strokes against a held rotor are missed, and landed ones feed the outlet and the detector."""
+        st, plant = self.state, self.plant
+        if plant is not None:
+            if plant.rotor_held(st.tick):
+                missed = st.basal.advance(to_tick) + st.bolus.advance(to_tick)
+                st.missed_steps += missed
+                self._settle_plant(to_tick)
+                return
+            ticks = self._stroke_ticks(to_tick)
+            if len(ticks):
+                span = plant.strokes(ticks)
+                plant.commit(span)
+                st.steps_since_resume += len(ticks)
+                st.missed_steps = 0  # the rotor turns: misses must be consecutive to mean a stall
+                if self.config.detector is not None:
+                    index, rule, st.detector = scan_one(self.config.detector, st.detector, span.samples_pa)
+                    if index >= 0:
+                        st.occlusion_found = (int(rule), int(span.samples_pa[index]))
+            self._settle_plant(to_tick)
         basal_steps = st.basal.advance(to_tick)
         bolus_steps = st.bolus.advance(to_tick)
         made = basal_steps + bolus_steps
@@ -489,6 +570,14 @@ class Controller:
         if st.bridge is not None and st.bridge.steps_left == 0:
             self._log(LogCode.BOLUS_COMPLETED, BolusKind.BRIDGE, 0)
             st.bridge = None
+        if st.occlusion_found is not None:  # SR-16: stop at once, high priority, until acknowledged
+            rule, pressure = st.occlusion_found
+            st.occlusion_found = None
+            self._log(LogCode.OCCLUSION_DETECTED, rule, pressure, st.steps_since_resume)
+            self._raise(AlarmCode.OCCLUSION)
+            self._clear(AlarmCode.OCCLUSION)  # the pump cannot see it clear without pumping: latched until acknowledged
+        if self.plant is not None:
+            self._stall_events(t)
         if st.reservoir_nl <= st.low_reservoir_nl and st.drug:
             self._raise(AlarmCode.RESERVOIR_LOW)
         if self._steps_available() == 0 and st.drug and not st.alarms.is_active(AlarmCode.RESERVOIR_EMPTY):
@@ -509,6 +598,48 @@ class Controller:
         panel = st.alarms
         if panel.next_tone_tick is not None and panel.next_tone_tick <= t:
             self._sound()
+        if st.telemetry_mode and not st.telemetry_latched and panel.sounding() is not None:
+            # EMI put the pump in telemetry mode while an alarm sounds: no infusion until an
+            # interrogation (domain.md §1.1 [V S15], SR-28).
+            was_stopped = self._delivery_stopped()
+            st.telemetry_latched = True
+            self._log(LogCode.TELEMETRY_MODE, 1, 1)
+            if not was_stopped:
+                self._log(LogCode.DELIVERY_STOPPED, 0)
+
+    def _stall_events(self, t: int) -> None:
+        """Motor stall and its recovery, and the EMI of a scan (domain.md §1.1 [V S3, S15])."""
+        st, cfg, plant = self.state, self.config, self.plant
+        emi = plant.rotor_held(t)
+        if emi != st.telemetry_mode:
+            st.telemetry_mode = emi
+            self._log(LogCode.TELEMETRY_MODE, int(emi), int(st.telemetry_latched))
+        if st.stall_tick is None and st.missed_steps >= cfg.stall_detect_steps:
+            st.stall_tick = t
+            st.stall_retry_tick = t + cfg.stall_retry_ticks
+            self._log(LogCode.STALL, st.missed_steps)
+            self._raise(AlarmCode.MOTOR_STALL)
+        elif st.stall_retry_tick is not None and st.stall_retry_tick <= t:
+            if plant.rotor_held(t):
+                st.stall_retry_tick = t + cfg.stall_retry_ticks
+                return
+            self._test_stroke(t)
+            self._log(LogCode.STALL_RECOVERED, (t - st.stall_tick) // TICK_HZ)
+            st.stall_tick = st.stall_retry_tick = None
+            st.missed_steps = 0
+            self._clear(AlarmCode.MOTOR_STALL)
+
+    def _test_stroke(self, t: int) -> None:
+        """The single stroke a stalled pump tries: when it lands, it delivers like any other."""
+        st = self.state
+        if self._steps_available() == 0:
+            return
+        self.plant.commit(self.plant.strokes(np.array([t], dtype=np.int64)))
+        stroke = self.mech.stroke_nl
+        st.steps_total += 1
+        st.reservoir_nl -= stroke
+        st.delivered_nl += stroke
+        st.dose_at_tip_pg += st.path.push(stroke, st.concentration_ug_per_ml)
 
     def _start_planned_clinician_bolus(self, plan: ClinicianPlan) -> None:
         st = self.state
@@ -563,8 +694,16 @@ class Controller:
 
     def _after_alarm_removed(self, was_stopped: bool) -> None:
         if was_stopped and not self._delivery_stopped():
-            self._log(LogCode.DELIVERY_RESUMED)
+            self._resume()
         self._reschedule_tone()
+
+    def _resume(self) -> None:
+        """Delivery starts again: no missed dose is made up (the phases simply run on), and the
+        detector learns the outlet afresh, so a persisting occlusion alarms again within a few
+        strokes (the guard against an unintended bolus, domain.md §4.1 [V S59])."""
+        st = self.state
+        st.detector, st.missed_steps, st.steps_since_resume = DetectorState(), 0, 0
+        self._log(LogCode.DELIVERY_RESUMED)
 
     def _sound(self) -> None:
         """The sounding alarm's tone now; the next one after its priority's repeat interval."""
@@ -805,9 +944,12 @@ class Controller:
             return off
         self._require_drug("patient bolus settings")
         steps, increment = self._bolus_steps("patient_bolus", cmd.volume_nl, cmd.duration_ticks)
-        if cmd.lockout_ticks < cmd.duration_ticks:
+        # SR-1 is judged against the grants of the rolling 24 h window (the only ones kept), so a
+        # longer lockout could not be honoured: refuse it rather than let it lapse after a day.
+        if not cmd.duration_ticks <= cmd.lockout_ticks <= TICKS_PER_DAY:
             raise LimitExceeded("patient_bolus.lockout_ticks", cmd.lockout_ticks,
-                                f">= the bolus duration ({cmd.duration_ticks} ticks)")
+                                f">= the bolus duration ({cmd.duration_ticks} ticks) and "
+                                f"<= the 24 h window ({TICKS_PER_DAY} ticks)")
         if not 0 < cmd.max_per_day <= 24:
             raise LimitExceeded("patient_bolus.max_per_day", cmd.max_per_day, "1..24 per rolling 24 h")
         settings = PatientSettings(steps, increment, cmd.lockout_ticks, cmd.max_per_day)
@@ -961,6 +1103,19 @@ class Controller:
             return [Accepted()]
         return apply
 
+    def _on_interrogate(self, cmd: Interrogate) -> Callable[[], list[Response]]:
+        st = self.state
+
+        def apply() -> list[Response]:
+            was_stopped = self._delivery_stopped()
+            released = st.telemetry_latched
+            st.telemetry_latched = False
+            self._log(LogCode.INTERROGATION, int(released))
+            if released and was_stopped and not self._delivery_stopped():
+                self._resume()
+            return [self.status()]
+        return apply
+
     def _on_status(self, cmd: GetStatus) -> Callable[[], list[Response]]:
         return lambda: [self.status()]
 
@@ -969,5 +1124,5 @@ class Controller:
         ProgramMinimumRate: _on_minimum, ClinicianBolus: _on_clinician_bolus, PrimingBolus: _on_priming,
         ConfigurePatientBolus: _on_configure_patient, PatientBolusRequest: _on_patient_request,
         Refill: _on_refill, SetLowReservoirAlarm: _on_low_alarm, AcknowledgeAlarm: _on_ack,
-        SetClock: _on_clock, GetStatus: _on_status,
+        SetClock: _on_clock, Interrogate: _on_interrogate, GetStatus: _on_status,
     }

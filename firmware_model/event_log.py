@@ -58,6 +58,12 @@ class LogCode(enum.IntEnum):
     ALARM_TONE = 33          # a0 alarm code, a1 priority (reported by advance, never logged)
     DELIVERY_STOPPED = 40    # a0 reason (alarm code)
     DELIVERY_RESUMED = 41
+    STALL = 50               # a0 commanded steps not achieved
+    STALL_RECOVERED = 51     # a0 seconds from the stall to the detected recovery
+    OCCLUSION_DETECTED = 52  # a0 rule, a1 pressure Pa, a2 steps since delivery (re)started
+    TELEMETRY_MODE = 53      # a0 1 on / 0 off (EMI), a1 1 when it latched delivery off
+    INTERROGATION = 54       # a0 1 when it released the telemetry latch
+    OUTLET_RELEASE = 55      # a0 nL released when an occlusion cleared (the plant's report, never logged)
 
 
 @dataclass(frozen=True)

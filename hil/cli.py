@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from firmware_model.errors import ModelError
+from firmware_model.units import NL_PER_ML
 from firmware_model.prescription import load_prescription
 from firmware_model.simulate import run
 
@@ -52,3 +53,40 @@ def model_run(
         from .plots import plot_run
         plot_run(result, f"{prescription.stem}: {days} days", plot)
         typer.echo(f"plot written to {plot}", err=True)
+
+
+@model_app.command("occlusion-sweep")
+def occlusion_sweep(
+    rates: list[float] = typer.Option([], "--rates", help="Rates in mL/day (repeat the option); "
+                                      "default 0.048 0.1 0.3 1 3 10 24."),
+    seeds: int = typer.Option(1000, "--seeds", min=1, help="Pumps (seeds) per rate, one simulated week each."),
+    out: Path = typer.Option(Path("out"), "--out", help="Folder for occlusion_sweep.png and occlusion_sweep.md."),
+    cusum_h_pa: int | None = typer.Option(None, "--cusum-h-pa", help="CUSUM alarm level (Pa) to try instead of the default."),
+    cusum_kappa_pa: int | None = typer.Option(None, "--cusum-kappa-pa", help="CUSUM allowance (Pa) to try instead of the default."),
+) -> None:
+    """Time to occlusion alarm (total and partial) and false alarms per pump-year, rate by rate."""
+    import dataclasses
+    import time
+
+    from firmware_model.occlusion import DetectorSettings
+    from firmware_model.occlusion_sweep import DEFAULT_RATES_NL_PER_DAY, sweep
+
+    from .occlusion_report import markdown_table, plot_latency, print_table
+
+    settings = DetectorSettings()
+    changes = {k: v for k, v in (("cusum_h_pa", cusum_h_pa), ("cusum_kappa_pa", cusum_kappa_pa)) if v is not None}
+    try:
+        settings = dataclasses.replace(settings, **changes)
+        rates_nl = tuple(round(r * NL_PER_ML) for r in rates) or DEFAULT_RATES_NL_PER_DAY
+        started = time.perf_counter()
+        results = sweep(rates_nl, seeds, settings=settings)
+    except ModelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    console = Console()
+    print_table(results, console if console.is_terminal else Console(width=160))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "occlusion_sweep.md").write_text(markdown_table(results), encoding="utf-8")
+    plot_latency(results, out / "occlusion_sweep.png")
+    typer.echo(f"{len(results)} rates x {seeds} seeds x 7 days in {time.perf_counter() - started:.1f} s; "
+               f"wrote {out / 'occlusion_sweep.md'} and {out / 'occlusion_sweep.png'}", err=True)
