@@ -747,8 +747,11 @@ class Controller:
 
     def _log_command(self, command: Command) -> None:
         data = bytes([COMMAND_IDS[type(command)]]) + codec.encode(command)
+        first = self.log.next_seq
         self.log.append_blob(self.state.tick, LogCode.COMMAND, data)
-        self.state.records_since_checkpoint += 1
+        # Count every record the blob took (a 24-step flex table takes 19), not one per command:
+        # the checkpoint cadence is in records so that the ring always holds the newest one.
+        self.state.records_since_checkpoint += self.log.next_seq - first
 
     def _checkpoint(self) -> None:
         self.state.records_since_checkpoint = 0
@@ -1041,10 +1044,11 @@ class Controller:
                 self._log(LogCode.DRUG_CHANGED, st.drug_index, cmd.concentration_ug_per_ml,
                           st.path.old_drug_nl(cmd.concentration_ug_per_ml))
             if drug_changes:  # a new drug: nothing programmed for the old one carries over
+                before = st.mode
                 st.mode, st.continuous_rate_nl_per_day, st.flex = Mode.STOPPED, 0, ()
                 st.patient, st.clinician_plan = None, None
                 self._halt_boluses()
-                self._log(LogCode.PROGRAM_CHANGED, st.mode, Mode.STOPPED, 0)
+                self._log(LogCode.PROGRAM_CHANGED, before, Mode.STOPPED, 0)
             st.bridge = Bridge(bridge_steps, old_conc) if bridge_steps else None
             if bridge_steps:
                 self._log(LogCode.BOLUS_STARTED, BolusKind.BRIDGE, bridge_steps, 0)

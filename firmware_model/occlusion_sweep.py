@@ -59,18 +59,16 @@ def _step_ticks(rate_nl_per_day: int, mech: Mechanism, days: int) -> np.ndarray:
     return sched.step_ticks(days * TICKS_PER_DAY)
 
 
-def _stored(step_ticks: np.ndarray, stroke_nl: int, plant: PlantParams, start_tick: int | None,
+def _stored(step_ticks: np.ndarray, stroke_nl: int, plant: PlantParams, clear: np.ndarray, start_tick: int,
             factor: int) -> np.ndarray:
-    """Stored volume after each step, open until `start_tick`, then occluded (factor 0: total)."""
-    if start_tick is None:
-        return stored_volume_after_steps(0, 0, step_ticks, stroke_nl, plant.open_tau_ticks)[0]
+    """Stored volume after each step: the clear outlet's trace until `start_tick`, then occluded
+    (factor 0: total)."""
     cut = int(np.searchsorted(step_ticks, start_tick, side="right"))
-    before, _ = stored_volume_after_steps(0, 0, step_ticks[:cut], stroke_nl, plant.open_tau_ticks)
-    last_v = int(before[-1]) if cut else 0
+    last_v = int(clear[cut - 1]) if cut else 0
     last_t = int(step_ticks[cut - 1]) if cut else 0
     tau = 0 if factor == 0 else plant.open_tau_ticks * factor
     after, _ = stored_volume_after_steps(last_v, last_t, step_ticks[cut:], stroke_nl, tau)
-    return np.concatenate([before, after])
+    return np.concatenate([clear[:cut], after])
 
 
 def _scan_range(settings: DetectorSettings, plant: PlantParams, seeds: np.ndarray, step_ticks: np.ndarray,
@@ -108,13 +106,13 @@ def _rate_part(rate_nl_per_day: int, seed_lo: int, seed_hi: int, days: int, sett
     start_step = int(np.searchsorted(ticks, start_tick, side="right"))
     pumps = len(seed_ids)
     empty, zero = np.empty((0, pumps), dtype=np.int32), np.zeros(pumps, dtype=np.int32)
-    clear = _stored(ticks, mech.stroke_nl, plant, None, 0)
+    clear, _ = stored_volume_after_steps(0, 0, ticks, mech.stroke_nl, plant.open_tau_ticks)
     # The day before the occlusion is the same for all three runs: scan it once, keep the state.
     before, history, cusum = _scan_range(settings, plant, seed_ids, ticks, clear, 0, start_step, empty, zero, False)
     after, _, _ = _scan_range(settings, plant, seed_ids, ticks, clear, start_step, len(ticks), history, cusum, False)
     hours, stored_at = {}, {}
     for name, factor in (("total", 0), ("partial", PARTIAL_FACTOR)):
-        stored = _stored(ticks, mech.stroke_nl, plant, start_tick, factor)
+        stored = _stored(ticks, mech.stroke_nl, plant, clear, start_tick, factor)
         first, _, _ = _scan_range(settings, plant, seed_ids, ticks, stored, start_step, len(ticks),
                                   history, cusum, True)
         hit = first >= 0

@@ -117,19 +117,18 @@ def stored_volume_after_steps(stored_nl: int, last_tick: int, step_ticks: np.nda
                               tau_ticks: int) -> tuple[np.ndarray, int]:
     """The stored volume just after each step (drain since the previous one, then the stroke),
     and the outflow into the patient over the steps. One constant outlet across the span."""
-    out = np.empty(len(step_ticks), dtype=np.int64)
-    factors: dict[int, int] = {}
-    stored, prev, outflow, half = stored_nl, last_tick, 0, Q30 // 2
-    for i, t in enumerate(step_ticks.tolist()):
-        f = factors.get(t - prev)
-        if f is None:
-            f = factors[t - prev] = decay_q30(t - prev, tau_ticks)
-        kept = (stored * f + half) >> 30
-        outflow += stored - kept
-        stored = kept + stroke_nl
-        out[i] = stored
-        prev = t
-    return out, outflow
+    n = len(step_ticks)
+    if tau_ticks == 0:  # total occlusion: nothing drains, the strokes pile up
+        return stored_nl + stroke_nl * np.arange(1, n + 1, dtype=np.int64), 0
+    dts = np.diff(step_ticks, prepend=last_tick).tolist()
+    factors = {dt: decay_q30(dt, tau_ticks) for dt in set(dts)}
+    out: list[int] = []
+    append, stored, half = out.append, stored_nl, Q30 // 2
+    for dt in dts:
+        stored = ((stored * factors[dt] + half) >> 30) + stroke_nl
+        append(stored)
+    final = out[-1] if out else stored_nl
+    return np.array(out, dtype=np.int64), stored_nl + n * stroke_nl - final
 
 
 def drain(stored_nl: int, dt_ticks: int, tau_ticks: int) -> int:
@@ -145,20 +144,24 @@ SLOT_TICKS = 15 * 60 * TICK_HZ  # posture may change at each quarter hour
 _SLOTS_PER_DAY = TICKS_PER_DAY // SLOT_TICKS
 
 
-def _hash(seeds: np.ndarray, counters: np.ndarray, stream: int) -> np.ndarray:
-    """SplitMix64 of (seed, stream, counter): counter-based random bits, shape (counters, seeds).
-
-    A value depends only on its seed and counter, so a trace is the same however a run is
-    chunked and whichever seeds run beside it."""
+def _splitmix(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
-        x = (seeds.astype(np.uint64)[None, :] * _GOLDEN + np.uint64(stream) * _MIX2
-             + counters.astype(np.uint64)[:, None] * _GOLDEN)
-        x ^= x >> np.uint64(30)
+        x = x ^ (x >> np.uint64(30))
         x *= _MIX1
         x ^= x >> np.uint64(27)
         x *= _MIX2
         x ^= x >> np.uint64(31)
     return x
+
+
+def _hash(seeds: np.ndarray, counters: np.ndarray, stream: int) -> np.ndarray:
+    """Counter-based random bits for (seed, stream, counter), shape (counters, seeds): each seed
+    and stream gets a scrambled 64-bit key and walks the SplitMix64 sequence from there, so a
+    value depends only on its seed and counter, however a run is chunked and whichever seeds
+    run beside it."""
+    with np.errstate(over="ignore"):
+        keys = _splitmix(seeds.astype(np.uint64) * _GOLDEN + np.uint64(stream) * _MIX2 + _MIX1)
+        return _splitmix(keys[None, :] + counters.astype(np.uint64)[:, None] * _GOLDEN)
 
 
 def noise_pa(params: PlantParams, seeds: np.ndarray, first_step: int, count: int) -> np.ndarray:
@@ -170,7 +173,7 @@ def noise_pa(params: PlantParams, seeds: np.ndarray, first_step: int, count: int
     mask = np.uint64(0xFFFF)
     total = (bits & mask) + ((bits >> np.uint64(16)) & mask) + ((bits >> np.uint64(32)) & mask) + (bits >> np.uint64(48))
     centred = total.astype(np.int64) - 2 * 0xFFFF
-    return (centred * params.noise_pa // _IRWIN_HALL_4_SIGMA).astype(np.int32)
+    return ((centred * params.noise_pa + _IRWIN_HALL_4_SIGMA // 2) // _IRWIN_HALL_4_SIGMA).astype(np.int32)
 
 
 def posture_pa(params: PlantParams, seeds: np.ndarray, ticks: np.ndarray) -> np.ndarray:
