@@ -20,6 +20,7 @@ throughout. Defaults are where `ithil model occlusion-sweep` shows them best (do
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -144,7 +145,7 @@ def scan_per_step(settings: DetectorSettings, history: list[int], cusum: int,
                   samples: list[int]) -> tuple[int, Rule, list[int], int]:
     """The oracle: the same rules sample by sample, as a firmware's sensor interrupt runs them.
     Returns the first alarming index (-1 none), its rule, and the history and CUSUM after all."""
-    hist = list(history)
+    hist: deque[int] = deque(history[-settings.history_steps:], maxlen=settings.history_steps)
     first, first_rule = -1, Rule.NONE
     for i, p in enumerate(samples):
         fired = []
@@ -164,6 +165,4 @@ def scan_per_step(settings: DetectorSettings, history: list[int], cusum: int,
         if fired and first < 0:
             first, first_rule = i, fired[0]
         hist.append(p)
-        if len(hist) > settings.history_steps:
-            del hist[0]
-    return first, first_rule, hist, cusum
+    return first, first_rule, list(hist), cusum
