@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 APT_PACKAGES :=
 DEMO_PRESCRIPTION ?= examples/morphine_continuous.toml
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench fuzz clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,9 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -n auto -q -m slow
+
+fuzz: setup
+	$(BIN)/python -m pytest tests/protocol/test_fuzz_atheris.py -m slow -q -s
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

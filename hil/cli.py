@@ -19,6 +19,16 @@ app = typer.Typer(help="ithil: firmware emulator and HIL test rig for implantabl
                   no_args_is_help=True)
 model_app = typer.Typer(help="The reference model on its own.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+protocol_app = typer.Typer(help="The wire protocol.", no_args_is_help=True)
+app.add_typer(protocol_app, name="protocol")
+
+
+@protocol_app.command("docs")
+def protocol_docs(out: Path = typer.Option(Path("docs/protocol.md"), "--out", help="Where to write it.")) -> None:
+    """Write the protocol reference (every message, field, unit, id, NAK reason) from the definitions."""
+    from protocol.docs import write_protocol_doc
+
+    typer.echo(f"wrote {write_protocol_doc(out)}")
 
 
 @model_app.command("run")

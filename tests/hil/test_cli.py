@@ -49,3 +49,10 @@ def test_model_run_rejects_invalid_toml(tmp_path: Path) -> None:
     bad.write_text("[drug\n")
     proc = ithil("model", "run", str(bad))
     assert proc.returncode == 2 and "not valid TOML" in proc.stderr
+
+
+def test_protocol_docs_writes_the_checked_in_reference(tmp_path: Path) -> None:
+    out = tmp_path / "protocol.md"
+    proc = ithil("protocol", "docs", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == (ROOT / "docs" / "protocol.md").read_text()
