@@ -40,9 +40,10 @@ class BatterySpec:
         """ERI is raised by this age at the latest, so that EOS falls on the maximum service life."""
         return self.max_service_ticks - self.eri_to_eos_ticks
 
-    def months_remaining(self, steps: int, elapsed_ticks: int, steps_per_day: int) -> int:
-        """Whole months until the charge or the service life runs out at the present step rate."""
-        left_nc = max(0, self.capacity_nc - self.used_nc(steps, elapsed_ticks))
+    def months_remaining(self, steps: int, elapsed_ticks: int, steps_per_day: int, drained_nc: int = 0) -> int:
+        """Whole months until the charge or the service life runs out at the present step rate
+        (drained_nc: charge a battery fault drew beyond the budget)."""
+        left_nc = max(0, self.capacity_nc - self.used_nc(steps, elapsed_ticks) - drained_nc)
         per_day = steps_per_day * self.step_charge_nc + self.quiescent_nc_per_day
         days_by_charge_x48 = left_nc * 48 // per_day
         days_by_life_x48 = max(0, self.max_service_ticks - elapsed_ticks) * 48 // TICKS_PER_DAY

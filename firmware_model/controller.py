@@ -186,6 +186,7 @@ class PumpState:
     stall_retry_tick: int | None = None
     telemetry_mode: bool = False
     telemetry_latched: bool = False
+    battery_drained_nc: int = 0  # charge drawn outside the model's budget (an injected battery fault)
     records_since_checkpoint: int = 0
 
 
@@ -260,6 +261,20 @@ class Controller:
         self._apply_rates()
         self._maybe_checkpoint()
 
+    def drain_battery(self, charge_nc: int, tick: int) -> list[Event]:
+        """A battery fault draws `charge_nc` at `tick` beyond the model's budget (the resistive-film
+        advisory's premature ERI and EOS, domain.md §1.1 [V S10]); the pump finds out as it
+        measures its battery. Logged and checkpointed, so a reset keeps it."""
+        if charge_nc <= 0:
+            raise LimitExceeded("battery_drain.charge_nc", charge_nc, "> 0")
+        self._run_to(tick)
+        self.state.battery_drained_nc += charge_nc
+        self._quiet_cache = None
+        self._log(LogCode.BATTERY_DRAIN, min(charge_nc // 1_000_000, 2**31 - 1))
+        self._checkpoint_soon()
+        self._settle()
+        return self.advance(tick)
+
     def status(self) -> StatusReport:
         """The interrogation answer at the present tick."""
         st, mech = self.state, self.mech
@@ -278,7 +293,8 @@ class Controller:
             delivery_stopped=self._delivery_stopped(), stalled=st.stall_tick is not None,
             telemetry_latched=st.telemetry_latched,
             battery_months_remaining=battery.months_remaining(st.steps_total, st.tick,
-                                                              self._program_day_nl() // mech.stroke_nl),
+                                                              self._program_day_nl() // mech.stroke_nl,
+                                                              st.battery_drained_nc),
             eri=st.eri_tick is not None, eos=st.eos, refill_due_tick=self.refill_due_tick())
 
     def refill_due_tick(self) -> int | None:
@@ -370,7 +386,11 @@ class Controller:
         rate = self._program_rate(tick)
         if st.bridge is not None and rate:
             rate = rate * st.concentration_ug_per_ml // st.bridge.old_concentration_ug_per_ml
-            rate = max(self.mech.min_rate_nl_per_day, min(rate, self.mech.max_rate_nl_per_day))
+            # Dose-true however slow: never raised to the programmable minimum (that would give the
+            # old, stronger drug above the new program's dose), only to the slowest rate the
+            # accumulator can step (one increment), and capped at the motor's maximum.
+            slowest = -(-self.mech.stroke_nl * TICKS_PER_DAY // (2 * PHASE_ONE))
+            rate = max(slowest, min(rate, self.mech.max_rate_nl_per_day))
         return rate
 
     def _apply_rates(self) -> None:
@@ -439,7 +459,7 @@ class Controller:
             crossing = self._charge_crossing_tick(threshold, nxt)
             if crossing is not None and crossing > now:
                 nxt = min(nxt, crossing)
-        if plant is not None and (basal.increment or bolus.increment):
+        if plant is not None and basal.steps_until(nxt) + bolus.steps_until(nxt):
             if plant.rotor_held(now):  # the strokes fail: the stall is declared after a few
                 if st.stall_tick is None:
                     k = max(1, self.config.stall_detect_steps - st.missed_steps)
@@ -474,7 +494,7 @@ class Controller:
         cached = self._quiet_cache
         if cached is not None and cached[0] == threshold and cached[1] > st.tick:
             return cached[1]
-        left = threshold - battery.used_nc(st.steps_total, st.tick)
+        left = threshold - battery.used_nc(st.steps_total, st.tick) - st.battery_drained_nc
         per_day = (self.mech.max_rate_nl_per_day // self.mech.stroke_nl + 2) * battery.step_charge_nc \
             + battery.quiescent_nc_per_day + 1
         quiet = st.tick + max(0, left) * TICKS_PER_DAY // per_day
@@ -486,7 +506,7 @@ class Controller:
         channels = (st.basal, st.bolus)
 
         def used(t: int) -> int:
-            return battery.used_nc(st.steps_total + combined_steps_until(channels, t), t)
+            return battery.used_nc(st.steps_total + combined_steps_until(channels, t), t) + st.battery_drained_nc
 
         if used(horizon) < threshold_nc:
             return None
@@ -519,7 +539,7 @@ class Controller:
                 st.missed_steps += missed
                 self._settle_plant(to_tick)
                 return
-            ticks = self._stroke_ticks(to_tick)
+            ticks = self._stroke_ticks(to_tick) if st.basal.steps_until(to_tick) + st.bolus.steps_until(to_tick) else ()
             if len(ticks):
                 span = plant.strokes(ticks)
                 plant.commit(span)
@@ -574,6 +594,7 @@ class Controller:
             rule, pressure = st.occlusion_found
             st.occlusion_found = None
             self._log(LogCode.OCCLUSION_DETECTED, rule, pressure, st.steps_since_resume)
+            self._checkpoint_soon()
             self._raise(AlarmCode.OCCLUSION)
             self._clear(AlarmCode.OCCLUSION)  # the pump cannot see it clear without pumping: latched until acknowledged
         if self.plant is not None:
@@ -584,7 +605,7 @@ class Controller:
             self._raise(AlarmCode.RESERVOIR_EMPTY)
         if not st.eos:
             battery = cfg.battery
-            used = battery.used_nc(st.steps_total, t) if t >= self._battery_quiet_until() else 0
+            used = battery.used_nc(st.steps_total, t) + st.battery_drained_nc if t >= self._battery_quiet_until() else 0
             if st.eri_tick is None and (used >= battery.eri_threshold_nc or t >= battery.eri_latest_ticks):
                 st.eri_tick = t
                 self._raise(AlarmCode.ELECTIVE_REPLACEMENT)
@@ -604,20 +625,23 @@ class Controller:
             was_stopped = self._delivery_stopped()
             st.telemetry_latched = True
             self._log(LogCode.TELEMETRY_MODE, 1, 1)
+            self._checkpoint_soon()
             if not was_stopped:
                 self._log(LogCode.DELIVERY_STOPPED, 0)
 
     def _stall_events(self, t: int) -> None:
         """Motor stall and its recovery, and the EMI of a scan (domain.md §1.1 [V S3, S15])."""
         st, cfg, plant = self.state, self.config, self.plant
-        emi = plant.rotor_held(t)
+        emi = plant.emi(t)
         if emi != st.telemetry_mode:
             st.telemetry_mode = emi
             self._log(LogCode.TELEMETRY_MODE, int(emi), int(st.telemetry_latched))
+            self._checkpoint_soon()
         if st.stall_tick is None and st.missed_steps >= cfg.stall_detect_steps:
             st.stall_tick = t
             st.stall_retry_tick = t + cfg.stall_retry_ticks
             self._log(LogCode.STALL, st.missed_steps)
+            self._checkpoint_soon()
             self._raise(AlarmCode.MOTOR_STALL)
         elif st.stall_retry_tick is not None and st.stall_retry_tick <= t:
             if plant.rotor_held(t):
@@ -625,6 +649,7 @@ class Controller:
                 return
             self._test_stroke(t)
             self._log(LogCode.STALL_RECOVERED, (t - st.stall_tick) // TICK_HZ)
+            self._checkpoint_soon()
             st.stall_tick = st.stall_retry_tick = None
             st.missed_steps = 0
             self._clear(AlarmCode.MOTOR_STALL)
@@ -756,6 +781,11 @@ class Controller:
     def _checkpoint(self) -> None:
         self.state.records_since_checkpoint = 0
         self.log.append_blob(self.state.tick, LogCode.CHECKPOINT, codec.encode(self.state))
+
+    def _checkpoint_soon(self) -> None:
+        """Checkpoint once the present tick is settled. What the world did (an occlusion, a stall,
+        EMI) is not a command a rebuild can replay, so the state it left must be in a checkpoint."""
+        self.state.records_since_checkpoint = self.config.checkpoint_records
 
     def _maybe_checkpoint(self) -> None:
         if self.state.records_since_checkpoint >= self.config.checkpoint_records:

@@ -64,6 +64,7 @@ class LogCode(enum.IntEnum):
     TELEMETRY_MODE = 53      # a0 1 on / 0 off (EMI), a1 1 when it latched delivery off
     INTERROGATION = 54       # a0 1 when it released the telemetry latch
     OUTLET_RELEASE = 55      # a0 nL released when an occlusion cleared (the plant's report, never logged)
+    BATTERY_DRAIN = 56       # a0 mC drawn by a battery fault beyond the model's budget
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,19 @@ class MriExposure:
             raise LimitExceeded("mri.end_tick", self.end_tick, f"> start_tick ({self.start_tick})")
 
 
+@dataclass(frozen=True)
+class Jam:
+    """Something holds the rotor from `start_tick` to `end_tick` (None: for good) with no magnetic
+    field: shaft wear, gear corrosion, a foreign particle (domain.md §1.1 [V S17, S22])."""
+
+    start_tick: int
+    end_tick: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.end_tick is not None and self.end_tick <= self.start_tick:
+            raise LimitExceeded("jam.end_tick", self.end_tick, f"> start_tick ({self.start_tick})")
+
+
 @functools.lru_cache(maxsize=4096)
 def decay_q30(dt_ticks: int, tau_ticks: int) -> int:
     """(1 - 1/tau)^dt in Q30, by exact integer squaring with rounding: the share of the stored
@@ -232,19 +245,21 @@ class Plant:
     occlusions and MRI scans. The controller asks it what its strokes did; it never decides."""
 
     def __init__(self, params: PlantParams | None = None, seed: int = 0, stroke_nl: int = 250,
-                 occlusions: tuple[Occlusion, ...] = (), mri: tuple[MriExposure, ...] = ()) -> None:
+                 occlusions: tuple[Occlusion, ...] = (), mri: tuple[MriExposure, ...] = (),
+                 jams: tuple[Jam, ...] = ()) -> None:
         self.params = params or PlantParams()
         self.seed = seed
         self.stroke_nl = stroke_nl
         self.occlusions = tuple(sorted(occlusions, key=lambda o: o.start_tick))
         self.mri = tuple(sorted(mri, key=lambda m: m.start_tick))
+        self.jams = tuple(sorted(jams, key=lambda j: j.start_tick))
         self.state = OutletState()
         self._seeds = np.array([seed], dtype=np.int64)
 
     def next_change_tick(self, after: int) -> int | None:
         """The next tick after `after` at which an occlusion or a scan starts or ends."""
         ticks = [t for o in self.occlusions for t in (o.start_tick, o.end_tick) if t is not None and t > after]
-        ticks += [t for m in self.mri for t in (m.start_tick, m.end_tick) if t > after]
+        ticks += [t for m in (*self.mri, *self.jams) for t in (m.start_tick, m.end_tick) if t is not None and t > after]
         return min(ticks, default=None)
 
     def _occlusion_at(self, tick: int) -> Occlusion | None:
@@ -255,7 +270,11 @@ class Plant:
         return None
 
     def rotor_held(self, tick: int) -> bool:
-        """Whether a magnet holds the rotor over the ticks just after `tick`."""
+        """Whether a magnet or a jam holds the rotor over the ticks just after `tick`."""
+        return any(m.start_tick <= tick and (m.end_tick is None or tick < m.end_tick) for m in (*self.mri, *self.jams))
+
+    def emi(self, tick: int) -> bool:
+        """Whether a scanner's field reaches the pump's telemetry over the ticks just after `tick`."""
         return any(m.start_tick <= tick < m.end_tick for m in self.mri)
 
     def tau_ticks(self, tick: int) -> int:
@@ -292,3 +311,58 @@ class Plant:
             st.releases.append((tick, st.stored_nl))
             return st.stored_nl
         return 0
+
+    # ---- faults injected at run time (an emulated rig's test mode) -------------------------------
+    # The same faults as the constructor's schedule, added while the pump runs. Each must lie in
+    # the plant's future (after `state.last_tick`, the tick the controller last ran it to), so
+    # that a pump whose fault was injected before its start runs exactly as one built with it.
+
+    def _check_future(self, field_name: str, tick: int) -> None:
+        now = self.state.last_tick
+        if tick <= now:
+            raise LimitExceeded(field_name, tick, f"> the plant's present tick {now} (a fault cannot change the past)")
+
+    def add_occlusion(self, occlusion: Occlusion) -> None:
+        """Schedule an occlusion that starts after the present tick; occlusions may not overlap."""
+        self._check_future("occlusion.start_tick", occlusion.start_tick)
+        self._check_no_overlap(occlusion, ignore=None)
+        self.occlusions = tuple(sorted(self.occlusions + (occlusion,), key=lambda o: o.start_tick))
+
+    def set_occlusion_end(self, start_tick: int, end_tick: int | None) -> Occlusion:
+        """Clear (or re-time the clearing of) the occlusion that starts at `start_tick`: it ends at
+        `end_tick` (None: never), which must be after the present tick; returns the new occlusion.
+        What the outlet holds then is released as a bolus, as for a scheduled end."""
+        old = next((o for o in self.occlusions if o.start_tick == start_tick), None)
+        if old is None:
+            starts = [o.start_tick for o in self.occlusions]
+            raise LimitExceeded("occlusion.start_tick", start_tick,
+                                f"the start of a scheduled occlusion: {starts or 'none'}")
+        if old.end_tick is not None and old.end_tick <= self.state.last_tick:
+            raise LimitExceeded("occlusion.end_tick", end_tick,
+                                f"an occlusion still acting; the one from {start_tick} cleared at {old.end_tick}")
+        if end_tick is not None:
+            self._check_future("occlusion.end_tick", end_tick)
+        new = Occlusion(start_tick, end_tick, old.factor)
+        self._check_no_overlap(new, ignore=old)
+        self.occlusions = tuple(new if o is old else o for o in self.occlusions)
+        return new
+
+    def _check_no_overlap(self, new: Occlusion, ignore: Occlusion | None) -> None:
+        end = new.end_tick
+        for o in self.occlusions:
+            if o is ignore:
+                continue
+            if (end is None or o.start_tick < end) and (o.end_tick is None or new.start_tick < o.end_tick):
+                raise LimitExceeded("occlusion.start_tick", new.start_tick,
+                                    f"an occlusion outside the one already scheduled from {o.start_tick} to "
+                                    f"{'never' if o.end_tick is None else o.end_tick} (occlusions do not overlap)")
+
+    def add_jam(self, jam: Jam) -> None:
+        """Schedule a jam of the rotor that starts after the present tick."""
+        self._check_future("jam.start_tick", jam.start_tick)
+        self.jams = tuple(sorted(self.jams + (jam,), key=lambda j: j.start_tick))
+
+    def add_mri(self, exposure: MriExposure) -> None:
+        """Schedule an MRI scan that starts after the present tick (scans may overlap)."""
+        self._check_future("mri.start_tick", exposure.start_tick)
+        self.mri = tuple(sorted(self.mri + (exposure,), key=lambda m: m.start_tick))

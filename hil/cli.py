@@ -12,6 +12,8 @@ from rich.console import Console
 
 from firmware_model.errors import ModelError
 from firmware_model.units import NL_PER_ML
+
+from .cli_emulate import emulate
 from firmware_model.prescription import load_prescription
 from firmware_model.simulate import run
 
@@ -19,6 +21,7 @@ app = typer.Typer(help="ithil: firmware emulator and HIL test rig for implantabl
                   no_args_is_help=True)
 model_app = typer.Typer(help="The reference model on its own.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+app.command("emulate")(emulate)
 protocol_app = typer.Typer(help="The wire protocol.", no_args_is_help=True)
 app.add_typer(protocol_app, name="protocol")
 

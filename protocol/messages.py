@@ -406,7 +406,7 @@ InjectMri = message(
 
 InjectBatteryDrain = message(
     0x73, "InjectBatteryDrain", TO_PUMP, CLINICIAN,
-    "Draw charge from the battery at once, to bring ERI or EOS near.",
+    "Draw charge from the battery at once, to bring ERI or EOS near (model: Controller.drain_battery).",
     "at_tick" / u64 * "when the charge is drawn",
     "charge_nc" / u64 * "charge drawn",
     test_mode=True, answers=("Ack", "Nak"),
@@ -414,11 +414,10 @@ InjectBatteryDrain = message(
 
 InjectStall = message(
     0x74, "InjectStall", TO_PUMP, CLINICIAN,
-    "A mechanical motor stall: the rotor is jammed, not held by a magnet (the model knows only the "
-    "MRI stall; a rig maps this onto its own fault).",
+    "A mechanical motor stall: the rotor is jammed, not held by a magnet, so no EMI (model: plant.Jam).",
     "start_tick" / u64 * "when the rotor jams",
     "end_tick" / OptionalInt(u64) * "when it frees (none: never)",
-    test_mode=True, answers=("Ack", "Nak"),
+    test_mode=True, model="plant.Jam", answers=("Ack", "Nak"),
 )
 
 InjectReset = message(

@@ -470,6 +470,31 @@ def test_bridge_bolus_keeps_the_new_dose_at_the_tip() -> None:
     del snap
 
 
+@pytest.mark.parametrize("program, old_conc, new_conc", [
+    (ProgramContinuous(48_000), 20_000, 10_000),   # the programmable minimum, half the strength
+    (ProgramMinimumRate(), 10_000, 20_000),         # the safe rate, below the programmable range
+    (ProgramContinuous(48_000), 10_000, 1_000),    # a tenth of the strength: a very slow flush
+])
+def test_bridge_stays_dose_true_at_low_rates(program, old_conc, new_conc) -> None:
+    """The bridge rate is the program's rate scaled by new/old concentration, even when that is
+    below the programmable minimum: raising it would give the old drug above the new dose."""
+    ctl = pump(conc=old_conc, prime=True)
+    ctl.handle(program, H)
+    rate = ctl.status().programmed_rate_nl_per_day
+    t = 3 * D
+    ctl.advance(t)
+    ctl.handle(Refill(ctl.status().reservoir_nl, FULL, "morphine", new_conc, None, True), t)
+    bridge_rate = rate * new_conc // old_conc
+    assert ctl.state.bridge is not None
+    assert ctl.state.basal.increment == increment_for_rate(bridge_rate, STROKE)
+    dose0 = ctl.status().dose_at_tip_ng
+    ctl.advance(t + 2 * D)
+    assert ctl.state.bridge is not None                              # still flushing the old drug
+    per_day = Fraction(ctl.status().dose_at_tip_ng - dose0, 2)
+    target = Fraction(rate * new_conc, 1_000)                        # ng/day of the new program
+    assert abs(per_day - target) <= Fraction(STROKE * old_conc, 1_000)  # within one stroke's dose
+
+
 def test_without_bridge_the_old_drug_reaches_the_tip_first() -> None:
     ctl, t = _concentration_change(bridge=False)
     assert ctl.state.bridge is None and ctl.status().bolus_active is None

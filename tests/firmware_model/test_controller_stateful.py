@@ -9,7 +9,13 @@ Checked after every rule:
 - drug library (SR-3, SR-22): no programmed daily dose (basal day volume plus every allowed bolus,
   at the reservoir's concentration) exceeds the drug's hard limit, computed here from the state
   and the library, not by the controller's own helpers;
-- reset (SR-25): the state rebuilt from the event log equals the running state.
+- alarms (SR-11, SR-12, SR-24): the low and empty alarms are up whenever their conditions hold,
+  an empty reservoir or end of service stops delivery and every bolus, only an unacknowledged
+  alarm sounds, and only a patient bolus holds a clinician bolus suspended (SR-6);
+- reset (SR-25): the state rebuilt from a copy of the flash equals the running state, and the
+  log is kept with one POWER_ON record added.
+A twin controller gets the same commands at the same ticks but is never advanced in between; it
+must answer every command alike and end bit-identical (where a caller stops time changes nothing).
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ from firmware_model.controller import Controller, PumpConfig
 from firmware_model.drug_library import DEFAULT_LIMITS
 from firmware_model.errors import ModelError
 from firmware_model.event_log import EventLog, LogCode
+from firmware_model.step_scheduler import increment_for_rate
 from firmware_model.units import TICKS_PER_DAY, TICKS_PER_HOUR, TICKS_PER_MINUTE
 
 # A small log, so that the ring wraps and checkpoints matter; a battery that reaches its elective
-# replacement indicator after about 140 days and its end of service some 90 days later, so that
-# long runs meet both.
-CONFIG = PumpConfig(log_capacity=512, checkpoint_records=128,
-                    battery=BatterySpec(capacity_nc=100_000_000_000, eri_reserve_nc=50_000_000_000))
+# replacement indicator after about 280 days and its end of service some 90 days later, so that
+# the longest runs meet both.
+CONFIG = PumpConfig(log_capacity=96, checkpoint_records=24,
+                    battery=BatterySpec(capacity_nc=150_000_000_000, eri_reserve_nc=50_000_000_000))
 STROKE = CONFIG.mechanism.stroke_nl
 CAPACITY = CONFIG.reservoir_capacity_nl
 MIN_RATE = CONFIG.mechanism.min_rate_nl_per_day
@@ -45,7 +52,7 @@ MAX_RATE = CONFIG.mechanism.max_rate_nl_per_day
 LIMITS = {d.name: d for d in DEFAULT_LIMITS}
 DRUGS = [d.name for d in DEFAULT_LIMITS]
 PG_PER_NG = 1_000
-
+MAX_INCREMENT = increment_for_rate(MAX_RATE, STROKE)
 
 
 def mostly(valid: st.SearchStrategy, invalid: st.SearchStrategy) -> st.SearchStrategy:
@@ -151,9 +158,20 @@ class ControllerMachine(RuleBasedStateMachine):
         assert all(e.tick <= self.now for e in events)
         assert self.ctl.state.tick == self.now
 
+    @rule(days=st.integers(5, 60), refill=st.booleans())
+    def months_pass(self, days: int, refill: bool) -> None:
+        """Weeks go by, then (mostly) the clinic refills what is in the pump."""
+        self.now += days * TICKS_PER_DAY
+        self.ctl.advance(self.now)
+        state = self.ctl.state
+        if refill and state.drug:
+            if self.send(Refill(state.reservoir_nl, CAPACITY, state.drug, state.concentration_ug_per_ml)) is not None:
+                self.fill_nl, self.delivered_at_fill = CAPACITY, self.ctl.state.delivered_nl
+
     @initialize(data=st.data())
     def first_fill(self, data) -> None:
-        """Most runs start with a filled and programmed pump, many with patient boluses too."""
+        """Most runs start with a filled pump, programmed to a share of the drug's hard limit, and
+        with patient boluses that fit in what is left (so that sequences reach grants and denials)."""
         if data.draw(st.integers(0, 9)) == 9:
             return
         drug = data.draw(st.sampled_from(DRUGS))
@@ -162,10 +180,15 @@ class ControllerMachine(RuleBasedStateMachine):
         injected = data.draw(st.integers(2_000_000, CAPACITY))
         assert self.send(Refill(0, injected, drug, concentration)) is not None
         self.fill_nl, self.delivered_at_fill = injected, 0
-        self.send(ProgramContinuous(data.draw(RATES)))
-        if data.draw(st.booleans()):
-            self.configure_patient_bolus(data, data.draw(BOLUS_VOLUMES), data.draw(DURATIONS),
-                                         data.draw(st.integers(1, 8)))
+        limit_pg = LIMITS[drug].max_daily_dose_ng * PG_PER_NG
+        basal_share, bolus_share = data.draw(st.integers(5, 80)), data.draw(mostly(st.integers(1, 40), st.just(0)))
+        rate = min(max(limit_pg * basal_share // 100 // concentration, MIN_RATE), 3_000_000)
+        self.send(ProgramContinuous(rate))
+        if bolus_share:
+            max_per_day = data.draw(st.integers(1, 8))
+            volume = max(125, limit_pg * bolus_share // 100 // concentration // max_per_day)
+            self.configure_patient_bolus(data, min(volume, 200_000),
+                                         data.draw(st.integers(TICKS_PER_MINUTE, TICKS_PER_HOUR)), max_per_day)
 
     @rule(data=st.data(),
           residual=st.one_of(st.just(None), st.integers(-1, CAPACITY + 1)),
@@ -197,7 +220,8 @@ class ControllerMachine(RuleBasedStateMachine):
 
     @rule()
     def program_stopped(self) -> None:
-        assert self.send(ProgramStopped()) is not None  # stopping is always allowed before EOS
+        if self.send(ProgramStopped()) is None:  # stopping is always allowed, until end of service
+            assert self.ctl.state.eos
 
     @rule()
     def program_minimum_rate(self) -> None:
@@ -218,9 +242,9 @@ class ControllerMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), volume=BOLUS_VOLUMES, duration=DURATIONS, max_per_day=mostly(st.integers(1, 8), st.integers(0, 26)))
     def configure_patient_bolus(self, data, volume, duration, max_per_day) -> None:
-        lockout = data.draw(mostly(st.one_of(st.integers(0, 6 * TICKS_PER_HOUR).map(lambda t: t + max(duration, 0)),
-                                             st.integers(TICKS_PER_DAY - 5, 3 * TICKS_PER_DAY)),
-                                   st.integers(-1, 3 * TICKS_PER_DAY)))
+        lockout = data.draw(mostly(st.integers(0, 6 * TICKS_PER_HOUR).map(lambda t: t + max(duration, 0)),
+                                   st.one_of(st.integers(TICKS_PER_DAY - 5, 3 * TICKS_PER_DAY),
+                                             st.integers(-1, max(duration, 0)))))
         self.send(ConfigurePatientBolus(volume, duration, lockout, max_per_day))
 
     @rule(presses=st.integers(1, 4), gap=st.one_of(st.just(0), st.integers(1, 12 * TICKS_PER_HOUR),
@@ -228,7 +252,9 @@ class ControllerMachine(RuleBasedStateMachine):
     def patient_bolus_request(self, presses: int, gap: int) -> None:
         for _ in range(presses):
             responses = self.send(PatientBolusRequest())
-            assert responses is not None, "a request is answered, granted or denied, never refused"
+            if responses is None:
+                assert self.ctl.state.eos, "a request is answered, granted or denied; refused only at end of service"
+                return
             for r in responses:
                 if isinstance(r, BolusGranted):
                     assert r.kind == BolusKind.PATIENT
@@ -240,11 +266,12 @@ class ControllerMachine(RuleBasedStateMachine):
     def acknowledge(self, alarm) -> None:
         self.send(AcknowledgeAlarm(alarm))
 
-    @rule(threshold=st.one_of(st.integers(0, 6_000_000), st.sampled_from([999_999, 1_000_000, 5_000_000, 5_000_001])))
+    @rule(threshold=mostly(st.integers(1_000_000, 5_000_000),
+                           st.one_of(st.integers(0, 6_000_000), st.sampled_from([999_999, 5_000_001]))))
     def set_low_reservoir_alarm(self, threshold: int) -> None:
         self.send(SetLowReservoirAlarm(threshold))
 
-    @rule(tod=st.one_of(st.integers(0, TICKS_PER_DAY - 1), st.sampled_from([-1, TICKS_PER_DAY])))
+    @rule(tod=mostly(st.integers(0, TICKS_PER_DAY - 1), st.sampled_from([-1, TICKS_PER_DAY])))
     def set_clock(self, tod: int) -> None:
         self.send(SetClock(tod))
 
@@ -334,7 +361,9 @@ class ControllerMachine(RuleBasedStateMachine):
         assert status.steps == st_.steps_total
         if status.delivery_stopped:
             assert st_.basal.increment == 0 and st_.bolus.increment == 0
-        assert st_.basal.increment + st_.bolus.increment <= self.ctl._max_increment + 1
+        # SR-7: basal plus bolus within the motor's maximum (a bolus squeezed out by a basal at
+        # the maximum still creeps at the smallest increment rather than never finishing).
+        assert st_.basal.increment + st_.bolus.increment <= MAX_INCREMENT + 1
 
 
 ControllerMachine.TestCase.settings = settings(
