@@ -795,8 +795,8 @@ def _play(ctl: Controller, cmds, end: int, splits=()) -> list:
             cmd = dataclasses.replace(cmd, measured_residual_nl=ctl.status().reservoir_nl - cmd.measured_residual_nl)
         try:
             ctl.handle(cmd, tick)
-        except ModelError:
-            pass
+        except ModelError as exc:  # a refusal is part of the scenario: kept with the events
+            events.append(("refused", tick, type(cmd).__name__, str(exc)))
         for alarm in ctl.status().alarms:
             if alarm in (AlarmCode.RESERVOIR_LOW, AlarmCode.REFILL_DISCREPANCY) and tick % 3 == 0:
                 ctl.handle(AcknowledgeAlarm(alarm), tick)
