@@ -106,7 +106,7 @@ def test_pump_states_from_runs_round_trip(index: int) -> None:
             codec.decode(raw[:cut], PumpState)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(state=st.from_type(PumpState))
 def test_any_pump_state_round_trips(state: PumpState) -> None:
     raw = codec.encode(state)
