@@ -328,6 +328,7 @@ class Controller:
         log = EventLog.from_bytes(rest)
         if outlet and self.plant is not None:
             self.plant.state = codec.decode(outlet, OutletState)
+            self.plant.present_tick = state.tick
         self.state, self.log, self._events = state, log, []
         self._quiet_cache = None
 

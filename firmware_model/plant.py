@@ -254,6 +254,7 @@ class Plant:
         self.mri = tuple(sorted(mri, key=lambda m: m.start_tick))
         self.jams = tuple(sorted(jams, key=lambda j: j.start_tick))
         self.state = OutletState()
+        self.present_tick = 0  # the tick the controller last ran the plant to (faults go after it)
         self._seeds = np.array([seed], dtype=np.int64)
 
     def next_change_tick(self, after: int) -> int | None:
@@ -300,10 +301,15 @@ class Plant:
             self.state = self.strokes(span.step_ticks[:count]).after
 
     def settle(self, tick: int) -> int:
-        """Drain to `tick` with no stroke; when an occlusion clears at `tick`, what the outlet held
-        is released as a bolus and reported (returned, nL; 0 otherwise)."""
+        """The controller has run to `tick`. The outlet drains lazily (from its last stroke to the
+        next, in one step, so where a caller stops never changes a sample); only where the outlet
+        itself changes, at an occlusion's start or end, is the drain taken to that tick. When an
+        occlusion clears at `tick`, what the outlet held is released as a bolus and reported
+        (returned, nL; 0 otherwise)."""
         st = self.state
-        if tick > st.last_tick:
+        self.present_tick = max(self.present_tick, tick)
+        boundary = any(tick in (o.start_tick, o.end_tick) for o in self.occlusions)
+        if boundary and tick > st.last_tick:
             kept = drain(st.stored_nl, tick - st.last_tick, self.tau_ticks(st.last_tick))
             st.outflow_nl += st.stored_nl - kept
             st.stored_nl, st.last_tick = kept, tick
@@ -314,11 +320,11 @@ class Plant:
 
     # ---- faults injected at run time (an emulated rig's test mode) -------------------------------
     # The same faults as the constructor's schedule, added while the pump runs. Each must lie in
-    # the plant's future (after `state.last_tick`, the tick the controller last ran it to), so
+    # the plant's future (after `present_tick`, the tick the controller last ran it to), so
     # that a pump whose fault was injected before its start runs exactly as one built with it.
 
     def _check_future(self, field_name: str, tick: int) -> None:
-        now = self.state.last_tick
+        now = self.present_tick
         if tick <= now:
             raise LimitExceeded(field_name, tick, f"> the plant's present tick {now} (a fault cannot change the past)")
 
@@ -337,7 +343,7 @@ class Plant:
             starts = [o.start_tick for o in self.occlusions]
             raise LimitExceeded("occlusion.start_tick", start_tick,
                                 f"the start of a scheduled occlusion: {starts or 'none'}")
-        if old.end_tick is not None and old.end_tick <= self.state.last_tick:
+        if old.end_tick is not None and old.end_tick <= self.present_tick:
             raise LimitExceeded("occlusion.end_tick", end_tick,
                                 f"an occlusion still acting; the one from {start_tick} cleared at {old.end_tick}")
         if end_tick is not None:

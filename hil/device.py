@@ -453,6 +453,7 @@ class EmulatedDevice:
             self.plant.occlusions = tuple(Occlusion(s, e, f) for s, e, f in meta["occlusions"])
             self.plant.mri = tuple(MriExposure(s, e) for s, e in meta["mri"])
             self.plant.jams = tuple(Jam(s, e) for s, e in meta.get("jams", []))
+            self.plant.present_tick = int(meta["tick"])
             self.controller = Controller.rebuild(self.config, log, int(meta["tick"]), self.plant)
             self.controller.advance(self.now)
             self.verifier.last_timestamps = {(k, link): ts for k, link, ts in meta["timestamps"]}

@@ -172,3 +172,23 @@ def test_acknowledged_occlusion_resumes_and_realarms_while_it_persists() -> None
     assert LogCode.OCCLUSION_DETECTED not in [ev.code for ev in events]
     # No catch-up of the missed hours: one hour at 1 mL/day is about 41.7 µL.
     assert abs((pump.state.delivered_nl - before) - 1_000_000 // 24) <= 250
+
+
+def test_where_advance_stops_never_changes_the_outlet() -> None:
+    """A bolus, an occlusion that starts and clears: one advance or many give the same bytes."""
+    from firmware_model import ClinicianBolus, codec
+
+    def pump() -> tuple[Controller, Plant]:
+        plant = Plant(seed=11, occlusions=(Occlusion(45 * TICK_HZ, 200 * TICK_HZ, factor=20),))
+        ctl = running_pump(plant, 480_000)
+        ctl.handle(ClinicianBolus(20_000, 60 * TICK_HZ), 0)
+        return ctl, plant
+
+    (one, plant_one), (many, plant_many) = pump(), pump()
+    one.advance(300 * TICK_HZ)
+    for s in range(7, 301, 7):
+        many.advance(s * TICK_HZ)
+    many.advance(300 * TICK_HZ)
+    assert codec.encode(one.state) == codec.encode(many.state)
+    assert plant_one.state == plant_many.state
+    assert one.snapshot() == many.snapshot()
