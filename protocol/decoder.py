@@ -9,15 +9,17 @@ zero is skipped. Empty frames (two delimiters in a row, a sender's way to flush)
 
 Invariant: `frames_seen == frames_ok + sum(counts.values())`.
 
-With `fast=True` (default) an unsigned frame of a message with a struct codec (fastpath.py) and
-exactly its size, version 1 and no flags, is decoded by struct after the CRC check; every other
-frame, and every frame with `fast=False`, goes through `framing.decode_inner` (construct). Both
-give the same frames and the same counts (tests/protocol prove it on random streams).
+With `fast=True` (default) a frame of a message with a struct codec (fastpath.py), of exactly
+its size, version 1, and no flag but possibly "signed", is decoded by struct after the CRC check
+(its signature block too, then verified as any other); every other frame, and every frame with
+`fast=False`, goes through `framing.decode_inner` (construct). Both give the same frames and the
+same counts (tests/protocol prove it on random streams, signed frames included).
 """
 
 from __future__ import annotations
 
 import collections
+import struct
 import zlib
 from typing import NamedTuple, Protocol
 
@@ -25,8 +27,13 @@ from .crc import CRC_SIZE, GOOD_FRAME_CRC
 from .enums import Access, NakReason, Role
 from .errors import BadFrame, FrameError
 from .fastpath import FAST_CODECS
-from .framing import HEADER_SIZE, MAX_ENCODED_FRAME, MIN_FRAME, CobsDecodeError, Frame, cobs_decode, decode_inner
+from .framing import (FLAG_SIGNED, HEADER_SIZE, MAX_ENCODED_FRAME, MIN_FRAME, SIGNATURE_SIZE, CobsDecodeError,
+                      Frame, Signature, cobs_decode, decode_inner)
 from .messages import CATALOGUE, PROTOCOL_VERSION
+
+
+_SIGNATURE_STRUCT = struct.Struct("<BB6s8s")  # link_id, key_id, 48-bit timestamp, MAC: framing.SIGNATURE
+assert _SIGNATURE_STRUCT.size == SIGNATURE_SIZE
 
 
 class Rejection(NamedTuple):
@@ -63,6 +70,12 @@ class Decoder:
             msg_id: (HEADER_SIZE + codec.size + CRC_SIZE, codec.size, codec.struct.unpack_from, codec.type)
             for msg_id, codec in FAST_CODECS.items()
             if fast and (verifier is None or CATALOGUE[msg_id].access is Access.OPEN)
+        }
+        # the same for signed frames of every fast message (the verifier checks them after)
+        self._fast_signed_table = {
+            msg_id: (HEADER_SIZE + codec.size + SIGNATURE_SIZE + CRC_SIZE, codec.size, codec.struct.unpack_from,
+                     codec.type)
+            for msg_id, codec in FAST_CODECS.items() if fast
         }
 
     @property
@@ -104,6 +117,8 @@ class Decoder:
         append = out.append
         self.frames_seen += len(parts) - parts.count(b"")
         fast_get = self._fast_table.get
+        fast_signed_get = self._fast_signed_table.get
+        unpack_signature = _SIGNATURE_STRUCT.unpack_from
         new = tuple.__new__
         crc32 = zlib.crc32
         verify = self.verifier.check if self.verifier is not None else None
@@ -128,6 +143,24 @@ class Decoder:
                             and inner[5] | inner[6] << 8 == payload_size and crc32(inner) == GOOD_FRAME_CRC):
                         message = new(message_type, unpack_from(inner, HEADER_SIZE))
                         append(new(Frame, (inner[2] | inner[3] << 8, message, None, inner)))
+                        continue
+                entry = fast_signed_get(inner[4]) if inner[1] == FLAG_SIGNED else None
+                if entry is not None:
+                    size, payload_size, unpack_from, message_type = entry
+                    if (n == size and inner[0] == PROTOCOL_VERSION
+                            and inner[5] | inner[6] << 8 == payload_size and crc32(inner) == GOOD_FRAME_CRC):
+                        message = new(message_type, unpack_from(inner, HEADER_SIZE))
+                        link_id, key_id, stamp, mac = unpack_signature(inner, HEADER_SIZE + payload_size)
+                        signature = new(Signature, (link_id, key_id, int.from_bytes(stamp, "little"), mac))
+                        frame = new(Frame, (inner[2] | inner[3] << 8, message, signature, inner))
+                        if verify is not None:
+                            try:
+                                verify(frame)
+                            except FrameError as exc:
+                                self._reject(exc.reason, NakReason(exc.nak) if exc.nak is not None else None,
+                                             exc.seq, exc.msg_id, str(exc))
+                                continue
+                        append(frame)
                         continue
             try:
                 frame = decode_inner(inner)
