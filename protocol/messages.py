@@ -18,6 +18,8 @@ a drug library that a clinic may override or extend, a name means the same drug 
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,18 +76,30 @@ class MessageSpec:
         for info, value in zip(self.info.fields, message):
             check(info, value, f"{self.name}.{info.name}")
 
+    @functools.cached_property
+    def compiled_payload(self) -> Construct:
+        """construct's compiled form of the payload (about 3x faster); it sees only checked values."""
+        return self.payload.compile()
+
+    @functools.cached_property
+    def compiled_whole(self) -> Construct:
+        """The compiled payload-then-end, for parsing bytes the frame's CRC has vouched for."""
+        return self.whole.compile()
+
     def build(self, message: Any) -> bytes:
-        """The payload bytes of `message`, through construct (checked first, so errors are clear)."""
+        """The payload bytes of `message`, through construct's compiled form (checked first, so
+        errors are clear; tests/protocol prove compiled and interpreted forms build alike)."""
         self.check(message)
-        return self.payload.build(to_buildable(self.info, message))
+        return self.compiled_payload.build(to_buildable(self.info, message))
 
     def parse(self, payload: bytes) -> Any:
-        """The message in `payload`, through construct; the whole payload must be used.
+        """The message in `payload`, through construct's compiled form; the whole payload must be
+        used. Only for bytes whose CRC was checked (framing.decode_inner checks it first).
 
         Raises construct's errors (or UnicodeDecodeError) on a malformed payload; the framing
         layer turns them into PayloadError.
         """
-        return from_parsed(self.info, self.whole.parse(payload))
+        return from_parsed(self.info, self.compiled_whole.parse(payload))
 
 
 _CATALOGUE: dict[int, MessageSpec] = {}
