@@ -135,6 +135,7 @@ class Decoder:
                 self._reject(BadFrame.COBS, None, None, None, f"not a COBS encoding ({exc})")
                 continue
             n = len(inner)
+            frame = None
             if n >= MIN_FRAME:
                 entry = fast_get(inner[4])
                 if entry is not None:
@@ -153,17 +154,9 @@ class Decoder:
                         link_id, key_id, stamp, mac = unpack_signature(inner, HEADER_SIZE + payload_size)
                         signature = new(Signature, (link_id, key_id, int.from_bytes(stamp, "little"), mac))
                         frame = new(Frame, (inner[2] | inner[3] << 8, message, signature, inner))
-                        if verify is not None:
-                            try:
-                                verify(frame)
-                            except FrameError as exc:
-                                self._reject(exc.reason, NakReason(exc.nak) if exc.nak is not None else None,
-                                             exc.seq, exc.msg_id, str(exc))
-                                continue
-                        append(frame)
-                        continue
             try:
-                frame = decode_inner(inner)
+                if frame is None:
+                    frame = decode_inner(inner)
                 if verify is not None:
                     verify(frame)
             except FrameError as exc:
