@@ -22,6 +22,8 @@ in the foreground for `ithil emulate`.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import os
 import selectors
@@ -226,11 +228,10 @@ class EmulatorServer:
         self._wake_w.close()
 
     def _drain_wake(self) -> None:
-        try:
+        """Empty the wake-up socket (non-blocking: it ends with BlockingIOError once empty)."""
+        with contextlib.suppress(BlockingIOError):
             while self._wake_r.recv(256):
-                pass
-        except BlockingIOError:
-            pass
+                continue
 
     def _timeout(self) -> float | None:
         waits = []
