@@ -27,6 +27,7 @@ with atheris.instrument_imports(include=["protocol", "construct", "cobs"]):
     from protocol.enums import AlarmCode, Mode, Role
     from protocol.framing import MAX_ENCODED_FRAME, decode_frame, encode_frame
     from protocol.signing import Key, Signer, Verifier
+from stream_oracle import chunked, frames_expected  # noqa: E402 (beside this script)
 
 KEYS = [Key(1, bytes(range(32)), Role.CLINICIAN), Key(2, bytes(range(32, 64)), Role.PATIENT)]
 _signers = [Signer(KEYS[0], 0, lambda: 0), Signer(KEYS[1], 0, lambda: 0), Signer(KEYS[0], 3, lambda: 0)]
@@ -80,10 +81,8 @@ def build(fdp: atheris.FuzzedDataProvider) -> tuple[bytes, list[int]]:
 
 def test_one_input(data: bytes) -> None:
     stream, cuts = build(atheris.FuzzedDataProvider(data))
-    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
-    parts = stream.split(b"\x00")
-    tail = parts.pop()
-    expected_seen = sum(1 for p in parts if p) + (1 if len(tail) > MAX_ENCODED_FRAME else 0)
+    chunks = chunked(stream, cuts)
+    expected_seen = frames_expected(stream)
     outcomes = []
     for fast in (True, False):
         decoder = Decoder(verifier=Verifier(KEYS), fast=fast)
