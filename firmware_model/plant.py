@@ -318,6 +318,21 @@ class Plant:
             return st.stored_nl
         return 0
 
+    def outflow_nl_at(self, tick: int) -> int:
+        """What has left the catheter tip by `tick` (no stroke after the last one committed): the
+        outflow so far plus the lazy drain since then, taken piecewise at every occlusion start or
+        end on the way, exactly as `settle` there would. Pure: a balance reads it, nothing changes."""
+        st = self.state
+        if tick < st.last_tick:
+            raise LimitExceeded("plant.outflow_nl_at.tick", tick,
+                                f">= the outlet's last update tick {st.last_tick} (the outflow before it is not kept)")
+        boundaries = sorted({t for o in self.occlusions for t in (o.start_tick, o.end_tick)
+                             if t is not None and st.last_tick < t < tick})
+        stored, since = st.stored_nl, st.last_tick
+        for until in (*boundaries, tick):
+            stored, since = drain(stored, until - since, self.tau_ticks(since)), until
+        return st.outflow_nl + st.stored_nl - stored
+
     # ---- faults injected at run time (an emulated rig's test mode) -------------------------------
     # The same faults as the constructor's schedule, added while the pump runs. Each must lie in
     # the plant's future (after `present_tick`, the tick the controller last ran it to), so

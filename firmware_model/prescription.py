@@ -23,7 +23,7 @@ caller's job.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Mapping
 
 from .calibration import Mechanism
@@ -33,6 +33,7 @@ from .commands import (ClinicianBolus, Command, ConfigurePatientBolus, PatientBo
 from .controller import PumpConfig
 from .drug_library import DrugLibrary
 from .errors import PrescriptionError
+from .toml_table import Table, time_of_day
 from .units import NL_PER_ML, TICKS_PER_DAY, TICKS_PER_HOUR, TICKS_PER_MINUTE
 
 
@@ -71,89 +72,12 @@ _SECTIONS = {"pump", "mechanism", "drug", "priming", "therapy", "patient_bolus",
              "clinician_bolus", "drug_library"}
 
 
-class _Table:
-    """One TOML table with its dotted name, so every error names the key."""
-
-    def __init__(self, data: Any, name: str, allowed: set[str]) -> None:
-        if not isinstance(data, Mapping):
-            raise PrescriptionError(f"[{name}]: expected a table, got {type(data).__name__}")
-        unknown = set(data) - allowed
-        if unknown:
-            raise PrescriptionError(f"[{name}]: unknown key(s) {sorted(unknown)}; expected some of {sorted(allowed)}")
-        self.data, self.name = data, name
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def raw(self, key: str, default: Any = ...) -> Any:
-        if key not in self.data:
-            if default is ...:
-                raise PrescriptionError(f"{self.name}.{key}: missing; it is required")
-            return default
-        return self.data[key]
-
-    def scaled(self, key: str, scale: int, unit: str, default: Any = ..., minimum: int = 0) -> int:
-        """A number in the clinician's unit, as an exact integer of the pump's unit."""
-        if key not in self.data and default is not ...:
-            return default
-        value = self.raw(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PrescriptionError(f"{self.name}.{key} = {value!r}: expected a number")
-        try:
-            exact = Decimal(str(value)) * scale
-        except InvalidOperation:
-            raise PrescriptionError(f"{self.name}.{key} = {value!r}: expected a finite number") from None
-        if exact != exact.to_integral_value():
-            raise PrescriptionError(f"{self.name}.{key} = {value}: not a whole number of {unit}; expected at most "
-                                    f"{len(str(scale)) - 1} decimal(s)")
-        result = int(exact)
-        if result < minimum:
-            raise PrescriptionError(f"{self.name}.{key} = {value}: expected >= {Decimal(minimum) / scale}")
-        return result
-
-    def integer(self, key: str, default: Any = ..., minimum: int = 0) -> int:
-        value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise PrescriptionError(f"{self.name}.{key} = {value!r}: expected an integer >= {minimum}")
-        return value
-
-    def flag(self, key: str, default: bool = False) -> bool:
-        value = self.raw(key, default)
-        if not isinstance(value, bool):
-            raise PrescriptionError(f"{self.name}.{key} = {value!r}: expected true or false")
-        return value
-
-    def time_of_day(self, key: str, default: Any = ...) -> int:
-        value = self.raw(key, default)
-        return _time_of_day(value, f"{self.name}.{key}")
-
-    def one_of(self, options: dict[str, tuple[int, str]], what: str, default: Any = ...) -> tuple[str, int]:
-        """Exactly one of several keys giving the same quantity in different units."""
-        present = [k for k in options if k in self.data]
-        if len(present) != 1:
-            if not present and default is not ...:
-                return "", default
-            raise PrescriptionError(f"[{self.name}]: expected exactly one of {sorted(options)} for the {what}, got {present or 'none'}")
-        key = present[0]
-        scale, unit = options[key]
-        return key, self.scaled(key, scale, unit, minimum=1)
-
-
-def _time_of_day(value: Any, where: str) -> int:
-    if not isinstance(value, str) or len(value.split(":")) != 2:
-        raise PrescriptionError(f"{where} = {value!r}: expected a time of day \"HH:MM\"")
-    hh, mm = value.split(":")
-    if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
-        raise PrescriptionError(f"{where} = {value!r}: expected a time of day \"HH:MM\" from 00:00 to 23:59")
-    return int(hh) * TICKS_PER_HOUR + int(mm) * TICKS_PER_MINUTE
-
-
 _CONCENTRATION = {"concentration_mg_per_ml": (1000, "µg/mL"), "concentration_ug_per_ml": (1, "µg/mL")}
 _DAILY_DOSE = {"dose_mg_per_day": (1_000_000, "ng/day"), "dose_ug_per_day": (1000, "ng/day")}
 _DOSE = {"dose_mg": (1_000_000, "ng"), "dose_ug": (1000, "ng")}
 
 
-def _rate(table: _Table, concentration: int, what: str) -> int:
+def _rate(table: Table, concentration: int, what: str) -> int:
     """A dose per day at the concentration, or a rate in mL/day, as nL/day."""
     options = dict(_DAILY_DOSE, rate_ml_per_day=(NL_PER_ML, "nL/day"))
     key, value = table.one_of(options, what)
@@ -167,12 +91,12 @@ def _volume_nl(dose_ng: int, concentration_ug_per_ml: int) -> int:
     return (2 * dose_ng * 1000 + concentration_ug_per_ml) // (2 * concentration_ug_per_ml)
 
 
-def _volume_of_dose(table: _Table, concentration: int) -> int:
+def _volume_of_dose(table: Table, concentration: int) -> int:
     _, dose_ng = table.one_of(_DOSE, "bolus dose")
     return _volume_nl(dose_ng, concentration)
 
 
-def _therapy(table: _Table, concentration: int) -> Command:
+def _therapy(table: Table, concentration: int) -> Command:
     mode = table.raw("mode")
     if mode == "continuous":
         return ProgramContinuous(_rate(table, concentration, "basal dose"))
@@ -182,7 +106,7 @@ def _therapy(table: _Table, concentration: int) -> Command:
             raise PrescriptionError(f"{table.name}.steps: expected a non-empty array of tables [[therapy.steps]]")
         steps = []
         for i, raw in enumerate(steps_raw):
-            step = _Table(raw, f"{table.name}.steps[{i}]", {"start"} | set(_DAILY_DOSE) | {"rate_ml_per_day"})
+            step = Table(raw, f"{table.name}.steps[{i}]", {"start"} | set(_DAILY_DOSE) | {"rate_ml_per_day"})
             steps.append((step.time_of_day("start"), _rate(step, concentration, "step dose")))
         return ProgramFlex(tuple(steps))
     if mode == "minimum":
@@ -198,15 +122,15 @@ def load_prescription(data: Mapping[str, Any], origin: str = "prescription") -> 
     if unknown:
         raise PrescriptionError(f"{origin}: unknown section(s) {sorted(unknown)}; expected some of {sorted(_SECTIONS)}")
 
-    pump = _Table(data.get("pump", {}), "pump", {"reservoir_ml", "low_reservoir_ml", "empty_reservoir_ml"})
-    mech_table = _Table(data.get("mechanism", {}), "mechanism",
+    pump = Table(data.get("pump", {}), "pump", {"reservoir_ml", "low_reservoir_ml", "empty_reservoir_ml"})
+    mech_table = Table(data.get("mechanism", {}), "mechanism",
                         {"stroke_nl", "min_rate_nl_per_day", "max_rate_nl_per_day", "safe_rate_nl_per_day",
                          "pump_tubing_nl", "catheter_nl"})
     mechanism = Mechanism(**{k: mech_table.integer(k, minimum=1 if k != "catheter_nl" and k != "pump_tubing_nl" else 0)
                              for k in mech_table.data})
     library = DrugLibrary()
     if "drug_library" in data:
-        library = library.with_overrides(_Table(data["drug_library"], "drug_library", set(data["drug_library"])).data,
+        library = library.with_overrides(Table(data["drug_library"], "drug_library", set(data["drug_library"])).data,
                                          origin)
     capacity = pump.scaled("reservoir_ml", NL_PER_ML, "nL", 20 * NL_PER_ML)
     config_kwargs: dict[str, Any] = {"mechanism": mechanism, "reservoir_capacity_nl": capacity, "library": library}
@@ -221,7 +145,7 @@ def load_prescription(data: Mapping[str, Any], origin: str = "prescription") -> 
     except Exception as exc:  # a LimitExceeded from the config's own checks
         raise PrescriptionError(f"[pump]: {exc}") from exc
 
-    drug = _Table(data.get("drug", None) if "drug" in data else _missing("drug"), "drug",
+    drug = Table(data.get("drug", None) if "drug" in data else _missing("drug"), "drug",
                   {"name"} | set(_CONCENTRATION) | {"fill_ml"})
     name = drug.raw("name")
     if not isinstance(name, str):
@@ -231,16 +155,16 @@ def load_prescription(data: Mapping[str, Any], origin: str = "prescription") -> 
 
     priming = None
     if "priming" in data:
-        prime = _Table(data["priming"], "priming", {"duration_min", "volume_ml"})
+        prime = Table(data["priming"], "priming", {"duration_min", "volume_ml"})
         priming = PrimingBolus(prime.scaled("volume_ml", NL_PER_ML, "nL", mechanism.fluid_path_nl, minimum=1),
                                prime.scaled("duration_min", TICKS_PER_MINUTE, "ticks", minimum=1))
 
-    therapy = _therapy(_Table(data.get("therapy") if "therapy" in data else _missing("therapy"), "therapy",
+    therapy = _therapy(Table(data.get("therapy") if "therapy" in data else _missing("therapy"), "therapy",
                               {"mode", "steps", "rate_ml_per_day"} | set(_DAILY_DOSE)), concentration)
 
     patient, requests = None, ()
     if "patient_bolus" in data:
-        pb = _Table(data["patient_bolus"], "patient_bolus",
+        pb = Table(data["patient_bolus"], "patient_bolus",
                     set(_DOSE) | {"duration_min", "lockout_min", "max_per_day", "requests"})
         patient = ConfigurePatientBolus(_volume_of_dose(pb, concentration),
                                         pb.scaled("duration_min", TICKS_PER_MINUTE, "ticks", minimum=1),
@@ -249,14 +173,14 @@ def load_prescription(data: Mapping[str, Any], origin: str = "prescription") -> 
         raw_requests = pb.raw("requests", [])
         if not isinstance(raw_requests, list):
             raise PrescriptionError(f"patient_bolus.requests = {raw_requests!r}: expected an array of \"HH:MM\"")
-        requests = tuple(sorted(_time_of_day(r, f"patient_bolus.requests[{i}]") for i, r in enumerate(raw_requests)))
+        requests = tuple(sorted(time_of_day(r, f"patient_bolus.requests[{i}]") for i, r in enumerate(raw_requests)))
 
     refills = []
     raw_refills = data.get("refill", [])
     if not isinstance(raw_refills, list):
         raise PrescriptionError("refill: expected an array of tables [[refill]]")
     for i, raw in enumerate(raw_refills):
-        rf = _Table(raw, f"refill[{i}]", {"day", "every_days", "time", "fill_ml", "residual_error_ml", "bridge"}
+        rf = Table(raw, f"refill[{i}]", {"day", "every_days", "time", "fill_ml", "residual_error_ml", "bridge"}
                     | set(_CONCENTRATION) | set(_DAILY_DOSE) | {"rate_ml_per_day"})
         if rf.has("day") == rf.has("every_days"):
             raise PrescriptionError(f"[refill[{i}]]: expected exactly one of day or every_days")
@@ -277,7 +201,7 @@ def load_prescription(data: Mapping[str, Any], origin: str = "prescription") -> 
     if not isinstance(raw_cb, list):
         raise PrescriptionError("clinician_bolus: expected an array of tables [[clinician_bolus]]")
     for i, raw in enumerate(raw_cb):
-        cb = _Table(raw, f"clinician_bolus[{i}]", {"day", "time", "duration_min", "period_h", "count"} | set(_DOSE))
+        cb = Table(raw, f"clinician_bolus[{i}]", {"day", "time", "duration_min", "period_h", "count"} | set(_DOSE))
         at = cb.integer("day") * TICKS_PER_DAY + cb.time_of_day("time", "10:00")
         clinician.append((at, ClinicianBolus(_volume_of_dose(cb, concentration),
                                              cb.scaled("duration_min", TICKS_PER_MINUTE, "ticks", minimum=1),
@@ -292,7 +216,7 @@ def _missing(section: str) -> Any:
     raise PrescriptionError(f"[{section}]: missing; a prescription needs it")
 
 
-def _signed_ml(table: _Table, key: str) -> int:
+def _signed_ml(table: Table, key: str) -> int:
     value = table.raw(key, 0)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PrescriptionError(f"{table.name}.{key} = {value!r}: expected a number of mL (may be negative)")
