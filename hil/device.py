@@ -60,7 +60,7 @@ from typing import Any, Callable, Iterable
 from firmware_model import codec
 from firmware_model.commands import StatusReport
 from firmware_model.controller import Controller, PumpConfig
-from firmware_model.errors import CommandRefused, LimitExceeded, ModelError, NotAllowedNow
+from firmware_model.errors import CommandRefused, ModelError, NotAllowedNow
 from firmware_model.event_log import EventLog
 from firmware_model.plant import Jam, MriExposure, Occlusion, OutletState, Plant
 from firmware_model.units import TICK_HZ
@@ -71,6 +71,7 @@ from protocol.framing import HEADER_SIZE
 from protocol.messages import SUPPORTED_VERSIONS, negotiate_version
 
 from .errors import DeviceStateError, EmulatorConfigError
+from .reference import ReferencePump
 from .wire_model import (COMMAND_TYPES, answers_to_wire, command_from_wire, fit_text, log_records, mri_from_wire,
                          occlusion_from_wire, refusal_to_nak, telemetry_message)
 
@@ -160,11 +161,13 @@ class EmulatedDevice:
                  keys: Iterable[Key] = default_test_keys(), test_mode: bool = False,
                  state_path: Path | str | None = None, *, lockstep: bool = True,
                  telemetry_period_ticks: int | None = TELEMETRY_PERIOD_TICKS,
-                 serial_number: int = DEFAULT_SERIAL_NUMBER) -> None:
+                 serial_number: int = DEFAULT_SERIAL_NUMBER, controller_type: type[Controller] = Controller) -> None:
         """A pump just implanted, or the one `state_path` holds. `plant` is the patient and world
-        (default: an open catheter, seed 0); `lockstep` False when a wall clock drives time."""
-        self.config = config or PumpConfig()
-        self.plant = plant if plant is not None else Plant(stroke_nl=self.config.mechanism.stroke_nl)
+        (default: an open catheter, seed 0); `lockstep` False when a wall clock drives time;
+        `controller_type` another controller (a firmware variant) behind the same wire."""
+        self.pump = ReferencePump(config, plant, controller_type)
+        self.config = self.pump.config
+        self.plant = self.pump.plant
         self.keys = tuple(keys)
         self.test_mode = test_mode
         self.lockstep = lockstep
@@ -177,13 +180,11 @@ class EmulatedDevice:
         self.verifier = Verifier(self.keys)
         self.window = AnswerWindow()
         self.decoder = Decoder(_RepeatAwareVerifier(self.verifier, self.window))
-        self.controller = Controller(self.config, self.plant)
         self.telemetry_counter = 0
         self.executed: collections.Counter[str] = collections.Counter()  # commands run, by message name
         self.repeats = 0          # commands answered again from the window
         self.ignored = 0          # frames of messages the pump sends, dropped
         self.naks: collections.Counter[NakReason] = collections.Counter()
-        self.resets = 0
         self._last_hello_seq: int | None = None
         self._telemetry_out: list[bytes] = []
         self._saved_log_seq = -1
@@ -197,7 +198,16 @@ class EmulatedDevice:
     @property
     def now(self) -> int:
         """The pump's present tick."""
-        return self.controller.state.tick
+        return self.pump.now
+
+    @property
+    def controller(self) -> Controller:
+        """The pump's controller (replaced by a new one at each reset)."""
+        return self.pump.controller
+
+    @property
+    def resets(self) -> int:
+        return self.pump.resets
 
     def status(self) -> StatusReport:
         """The model's StatusReport at the present tick (for tests and the server's log)."""
@@ -241,8 +251,8 @@ class EmulatedDevice:
     def telemetry(self, tick: int | None = None) -> bytes:
         """One Telemetry frame at `tick` (run to first, without the periodic frames) or now; its
         counter goes up by one per frame."""
-        if tick is not None and tick > self.now:
-            self.controller.advance(tick)
+        if tick is not None:
+            self.pump.advance_to(tick)
         frame = encode_frame(telemetry_message(self.controller, self.telemetry_counter), 0)
         self.telemetry_counter = (self.telemetry_counter + 1) & 0xFFFFFFFF
         return frame
@@ -250,11 +260,7 @@ class EmulatedDevice:
     def reset(self, tick: int | None = None) -> None:
         """A processor reset at `tick` (default now): the controller's RAM is lost and rebuilt from
         the event log in flash (Controller.rebuild); the plant, the world outside, runs on."""
-        tick = self.now if tick is None else tick
-        flash = EventLog.from_bytes(self.controller.log.to_bytes())
-        self.controller = Controller.rebuild(self.config, flash, tick, self.plant)
-        self.controller.advance(tick)  # drain the POWER_ON event
-        self.resets += 1
+        self.pump.reset(tick)
 
     # ---- frames -----------------------------------------------------------------------------
 
@@ -297,9 +303,7 @@ class EmulatedDevice:
         self.executed[spec.name] += 1
         try:
             if type(message) in COMMAND_TYPES:
-                responses = self.controller.handle(command_from_wire(message), self.now)
-                self.controller.advance(self.now)  # drain the events the command caused
-                return answers_to_wire(responses, spec.msg_id)
+                return answers_to_wire(self.pump.handle(command_from_wire(message)), spec.msg_id)
             return self._HANDLERS[type(message)](self, frame)
         except CommandRefused as exc:
             return [refusal_to_nak(exc, spec.msg_id)]
@@ -326,51 +330,38 @@ class EmulatedDevice:
         if not self.lockstep:
             raise NotAllowedNow("AdvanceTime refused: this emulator's time follows the wall clock (scaled or "
                                 "real time); expected an emulator started with --time lockstep")
-        self._check_not_past("to_tick", to_tick)
+        self.pump.check_not_past("to_tick", to_tick)
         self._telemetry_out.append(self._run_to(to_tick))
         return [m.Ack(_msg_id(frame))]
 
     def _inject_occlusion(self, frame: Frame) -> list[Any]:
-        occlusion = occlusion_from_wire(frame.message)
-        known = next((o for o in self.plant.occlusions if o.start_tick == occlusion.start_tick), None)
-        if known is None:
-            self.plant.add_occlusion(occlusion)
-        elif known.factor != occlusion.factor:
-            raise LimitExceeded("occlusion.factor", occlusion.factor,
-                                f"{known.factor}, the factor of the occlusion injected from {known.start_tick} "
-                                "(a repeated start_tick re-times its end only)")
-        else:
-            self.plant.set_occlusion_end(occlusion.start_tick, occlusion.end_tick)
+        self.pump.occlusion(occlusion_from_wire(frame.message))
         return [m.Ack(_msg_id(frame))]
 
     def _inject_mri(self, frame: Frame) -> list[Any]:
-        self.plant.add_mri(mri_from_wire(frame.message))
+        self.pump.mri(mri_from_wire(frame.message))
         return [m.Ack(_msg_id(frame))]
 
     def _inject_battery_drain(self, frame: Frame) -> list[Any]:
         at_tick = frame.message.at_tick
-        self._check_not_past("at_tick", at_tick)
+        self.pump.check_not_past("at_tick", at_tick)
         self._telemetry_out.append(self._run_to(at_tick))
-        self.controller.drain_battery(frame.message.charge_nc, at_tick)
+        self.pump.battery_drain(at_tick, frame.message.charge_nc)
         return [m.Ack(_msg_id(frame))]
 
     def _inject_stall(self, frame: Frame) -> list[Any]:
-        self.plant.add_jam(Jam(frame.message.start_tick, frame.message.end_tick))
+        self.pump.stall(Jam(frame.message.start_tick, frame.message.end_tick))
         return [m.Ack(_msg_id(frame))]
 
     def _inject_reset(self, frame: Frame) -> list[Any]:
         at_tick = frame.message.at_tick
-        self._check_not_past("at_tick", at_tick)
+        self.pump.check_not_past("at_tick", at_tick)
         if at_tick > self.now and not self.lockstep:
             raise NotAllowedNow(f"InjectReset at tick {at_tick} refused: in scaled or real time a reset happens "
                                 f"on receipt; expected at_tick <= the present tick {self.now}")
         self._telemetry_out.append(self._run_to(at_tick))
         self.reset(at_tick)
         return [m.Ack(_msg_id(frame))]
-
-    def _check_not_past(self, field: str, tick: int) -> None:
-        if tick < self.now:
-            raise LimitExceeded(field, tick, f">= the present tick {self.now} (time only moves forward)")
 
     _HANDLERS: dict[type, Callable[["EmulatedDevice", Frame], list[Any]]] = {
         m.Hello: _hello, m.ReadLog: _read_log, m.AdvanceTime: _advance_time,
@@ -387,10 +378,10 @@ class EmulatedDevice:
         if period:
             due = (self.now // period + 1) * period
             while due <= tick:
-                self.controller.advance(due)
+                self.pump.advance_to(due)
                 frames.append(self.telemetry())
                 due += period
-        self.controller.advance(tick)
+        self.pump.advance_to(tick)
         return b"".join(frames)
 
     # ---- the state file ---------------------------------------------------------------------
@@ -454,8 +445,7 @@ class EmulatedDevice:
             self.plant.mri = tuple(MriExposure(s, e) for s, e in meta["mri"])
             self.plant.jams = tuple(Jam(s, e) for s, e in meta.get("jams", []))
             self.plant.present_tick = int(meta["tick"])
-            self.controller = Controller.rebuild(self.config, log, int(meta["tick"]), self.plant)
-            self.controller.advance(self.now)
+            self.pump.restart(log, int(meta["tick"]))
             self.verifier.last_timestamps = {(k, link): ts for k, link, ts in meta["timestamps"]}
             for k, link, seq, digest, answer in meta["window"]:
                 self.window.store((k, link, seq), bytes.fromhex(digest), bytes.fromhex(answer))

@@ -10,7 +10,11 @@
     ├── FaultProxyError       a fault proxy set up wrongly (rates, endpoints)
     ├── WireMappingError      a value that has no counterpart across the wire/model mapping
     ├── DeviceStateError      an emulated device's state file that cannot be read or does not fit
-    └── EmulatorConfigError   an emulator server set up wrongly (listen address, time mode, baud)
+    ├── EmulatorConfigError   an emulator server set up wrongly (listen address, time mode, baud)
+    ├── BalanceConfigError    an emulated balance set up wrongly (spec field, listen address)
+    ├── BalanceReadError      a balance that cannot be reached or answers with no reading
+    │   └── BalanceOverload   the load on the pan is above the balance's capacity
+    └── GravimetricError      balance samples or windows unfit for the IEC 60601-2-24 analysis
 """
 
 
@@ -80,3 +84,42 @@ class DeviceStateError(HilError):
 class EmulatorConfigError(HilError):
     """An emulator server set up wrongly: a listen address, time mode or baud rate that is not one
     of the forms expected (names the value and the forms)."""
+
+
+# ---- the balance and the gravimetric analysis (hil.balance, hil.gravimetric) ---------------------
+
+class BalanceConfigError(HilError):
+    """An emulated balance set up wrongly: a BalanceSpec field or a listen address out of range
+    (names the field, the value and what was expected)."""
+
+
+class BalanceReadError(HilError):
+    """A balance that cannot be opened or read, or that answers with something that is not a
+    reading: names the resource, what was received and what was expected."""
+
+
+class BalanceOverload(BalanceReadError):
+    """The balance shows overload: the load on the pan is above its capacity (names both)."""
+
+
+class GravimetricError(HilError):
+    """Balance samples, a rate or windows unfit for the IEC 60601-2-24 analysis: irregular
+    sampling, a window that is not a whole number of intervals, an analysis period too short
+    (names what was wrong and what was expected)."""
+
+
+# ---- rigs, scenarios and the runner (issue 7) ------------------------------------------------------
+
+class RigConfigError(HilError):
+    """A rig.toml (or a rig set up in code) that is malformed: names the file, the key and what
+    was expected."""
+
+
+class RigError(HilError):
+    """A rig that cannot do what a scenario asks: a device that does not start, a fault it cannot
+    inject, a time mode the runner cannot drive."""
+
+
+class ScenarioError(HilError):
+    """A scenario or requirement file that is malformed: names the file, the key and what was
+    expected."""

@@ -41,6 +41,7 @@ TELEMETRY_COUNTER_LIMIT = 1 << 32
 RESEND_AT_ONCE = frozenset({NakReason.BAD_CRC, NakReason.REPLAY})
 WAIT_OUT = frozenset({NakReason.BUSY})
 MISSING_TELEMETRY_KEPT = 4096   # counters of lost telemetry remembered, so a late one is not "lost"
+HISTORY_FRAMES = 16             # the latest frames each way, kept as the context of a divergence
 
 
 @dataclass
@@ -108,6 +109,8 @@ class Link:
         self._telemetry_backlog = telemetry_backlog
         self._last_counter: int | None = None
         self._missing: collections.OrderedDict[int, None] = collections.OrderedDict()
+        # ("->" or "<-", seq, message) of the latest frames sent and received, oldest first
+        self.history: collections.deque[tuple[str, int, Any]] = collections.deque(maxlen=HISTORY_FRAMES)
 
     # ---- commands -------------------------------------------------------------------------------
 
@@ -144,6 +147,7 @@ class Link:
             if attempt:
                 self.stats.retried += 1
             self.transport.write(encode_frame(message, seq, signer))
+            self.history.append(("->", seq, message))
             self.stats.sent += 1
             deadline = time.monotonic() + attempt_wait_s(attempt, first_wait, self.backoff, self.max_wait_s)
             resend = False
@@ -206,6 +210,7 @@ class Link:
         if not frames:
             return frames
         others = []
+        self.history.extend(("<-", frame.seq, frame.message) for frame in frames)
         for frame in frames:
             if type(frame.message) is Telemetry:
                 self._note_telemetry(frame.message)

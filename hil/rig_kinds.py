@@ -1,0 +1,210 @@
+"""The built-in rig kinds: the emulated pump, a pump at a serial URL, and the RTL rig.
+
+    emulator  the reference model and its plant behind the protocol, served on a pty or a TCP
+              socket in this process, with the balance on its own socket. [device]: listen
+              ("pty" | "tcp:HOST:PORT"), telemetry_period_s, test_mode, baud; and where the device
+              is built differently from the rig's declared pump (deliberately wrong devices, or a
+              firmware variant): [device.pump], [device.mechanism], [device.plant] and
+              controller = "package.module:Class".
+    serial    a board, or a firmware on an emulated board, reached at a pyserial URL (/dev/ttyACM0,
+              socket://, rfc2217://). [device]: url; start (argv of a command that starts the
+              device; "{port}" in it and in url becomes a free TCP port, "{folder}" the rig's
+              folder); ready_timeout_s (how long the device may take to answer hello).
+    rtl       the Verilog of the pump hardware under cocotb; it speaks no protocol to a host, so
+              it has no sessions: its benches run under pytest (tests/rtl).
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from firmware_model.plant import Plant
+from firmware_model.units import TICK_HZ
+
+from .balance import BalanceReader, BalanceServer, BalanceSpec
+from .client import PumpClient
+from .device import EmulatedDevice
+from .emulator_server import parse_listen, start_emulator_thread
+from .errors import HilError, RigConfigError, RigError
+from .rig import DeviceVariant, Rig, RigConfig, controller_class, register_rig_kind, rig_pump
+from .session import RigSession
+
+ADVANCE_TIMEOUT_S = 300.0       # the first wait for an AdvanceTime: a lockstep step may run weeks
+
+
+def _client(config: RigConfig, url: str, answer_timeout_s: float = 0.25) -> PumpClient:
+    return PumpClient(url, clinician_key=config.clinician_key, patient_key=config.patient_key,
+                      answer_timeout_s=answer_timeout_s, advance_timeout_s=ADVANCE_TIMEOUT_S)
+
+
+def _balance_spec(config: RigConfig) -> BalanceSpec:
+    b = config.balance
+    assert b is not None
+    return BalanceSpec(readability_ug=b.readability_ug, repeatability_ug=b.repeatability_ug,
+                       density_ug_per_ul=b.density_ug_per_ul, seed=config.plant_seed)
+
+
+@register_rig_kind
+class EmulatorRig(Rig):
+    """The emulated pump (CI's default rig); see the module docstring."""
+
+    kind = "emulator"
+    device_keys = {"listen", "telemetry_period_s", "test_mode", "baud", "pump", "mechanism", "plant", "controller"}
+
+    def read_device(self, device: Any) -> None:
+        self.listen = device.text("listen", "pty")
+        try:
+            parse_listen(self.listen)
+        except HilError as exc:
+            raise RigConfigError(f"device.listen: {exc}") from None
+        self.telemetry_period_s = device.number("telemetry_period_s", 60.0)
+        self.test_mode = device.flag("test_mode", True)
+        self.baud = device.integer("baud", None, minimum=1) if device.has("baud") else None
+        cfg = self.config
+        if any(device.has(k) for k in ("pump", "mechanism", "plant")):
+            pump, params, seed = rig_pump(device.raw("pump", {}), device.raw("mechanism", {}),
+                                          device.raw("plant", {}), where="device.")
+        else:
+            pump, params, seed = cfg.pump, cfg.plant_params, cfg.plant_seed
+        self.variant = DeviceVariant(pump, params, seed)
+        if device.has("controller"):
+            self.variant.controller_type = controller_class(device.text("controller"), "device.controller")
+        if cfg.balance is not None and cfg.balance.resource != "served":
+            raise RigConfigError(f"balance.resource = {cfg.balance.resource!r}: an emulator rig serves its own "
+                                 "balance; expected \"served\"")
+
+    def open(self, prompt: Callable[[str], None] | None = None) -> RigSession:
+        cfg, v = self.config, self.variant
+        keys = tuple(k for k in (cfg.clinician_key, cfg.patient_key) if k is not None)
+        plant = Plant(v.plant_params, seed=v.plant_seed, stroke_nl=v.pump.mechanism.stroke_nl)
+        device = EmulatedDevice(v.pump, plant, keys=keys, test_mode=self.test_mode,
+                                telemetry_period_ticks=round(self.telemetry_period_s * TICK_HZ) or None,
+                                controller_type=v.controller_type)
+        emulator = start_emulator_thread(self.listen, "lockstep", self.test_mode, self.baud, device=device)
+        closers: list[Callable[[], None]] = [emulator.stop]
+        try:
+            reader = None
+            if cfg.balance is not None:
+                def collected_nl() -> int:
+                    with emulator.server.lock:
+                        return device.pump.outflow_nl()
+                server = BalanceServer(collected_nl, _balance_spec(cfg)).start()
+                closers.insert(0, server.stop)
+                reader = BalanceReader(server.resource)
+            client = _client(cfg, emulator.url)
+        except BaseException:
+            for close in closers:
+                close()
+            raise
+
+        def stop() -> None:
+            for close in closers:
+                close()
+        session = RigSession(client, reader, cfg.faults, prompt, stop, f"emulator on {emulator.url}")
+        session.device = device   # the emulated pump itself, for tests that look inside
+        return session
+
+
+@register_rig_kind
+class SerialRig(Rig):
+    """A pump at a serial URL, started by a command or already running; see the module docstring."""
+
+    kind = "serial"
+    device_keys = {"url", "start", "ready_timeout_s", "answer_timeout_s"}
+
+    def read_device(self, device: Any) -> None:
+        self.url = device.text("url")
+        start = device.raw("start", [])
+        if isinstance(start, str):
+            start = shlex.split(start)
+        if not isinstance(start, list) or not all(isinstance(a, str) for a in start):
+            raise RigConfigError(f"device.start = {start!r}: expected a command as a list of strings (or one string)")
+        self.start = start
+        self.ready_timeout_s = device.number("ready_timeout_s", 10.0)
+        self.answer_timeout_s = device.number("answer_timeout_s", 0.25)
+
+    def open(self, prompt: Callable[[str], None] | None = None) -> RigSession:
+        cfg = self.config
+        port = _free_port() if "{port}" in self.url or any("{port}" in a for a in self.start) else 0
+        fill = {"port": port, "folder": str(cfg.folder)}
+        url = self.url.format(**fill)
+        process = None
+        if self.start:
+            argv = [a.format(**fill) for a in self.start]
+            try:
+                process = subprocess.Popen(argv, cwd=cfg.folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            except OSError as exc:
+                raise RigError(f"device.start {argv[0]!r}: cannot start it ({exc.strerror})") from None
+
+        def stop() -> None:
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        try:
+            client = self._connect(url, process)
+            reader = BalanceReader(cfg.balance.resource) if cfg.balance is not None else None
+        except BaseException:
+            stop()
+            raise
+        return RigSession(client, reader, cfg.faults, prompt, stop, f"device at {url}")
+
+    def _connect(self, url: str, process: subprocess.Popen | None) -> PumpClient:
+        """Open the URL and say hello, retrying until the device answers or ready_timeout_s."""
+        deadline = time.monotonic() + self.ready_timeout_s
+        while True:
+            try:
+                client = _client(self.config, url, self.answer_timeout_s)
+            except HilError as exc:
+                failure: Exception = exc
+            else:
+                try:
+                    client.hello()
+                    return client
+                except HilError as exc:
+                    client.close()
+                    failure = exc
+            if process is not None and process.poll() is not None:
+                err = process.stderr.read().decode(errors="replace")[-500:] if process.stderr else ""
+                raise RigError(f"the device's start command exited with code {process.returncode}: {err.strip()}")
+            if time.monotonic() > deadline:
+                raise RigError(f"no pump answered hello at {url} within {self.ready_timeout_s:g} s ({failure}); "
+                               "expected a device that is up and speaks the ithil protocol")
+            time.sleep(0.05)
+
+
+@register_rig_kind
+class RtlRig(Rig):
+    """The RTL rig: described for its cocotb benches, with no protocol session (module docstring)."""
+
+    kind = "rtl"
+
+    def __init__(self, name: str, folder: Path) -> None:  # noqa: D107 - no RigConfig: its file has its own layout
+        self._name, self.folder = name, folder
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any], folder: Path) -> "RtlRig":
+        return cls(str(data["rig"].get("name", folder.name)), folder)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def open(self, prompt: Callable[[str], None] | None = None) -> RigSession:
+        raise RigError(f"rig {self._name!r} is the pump hardware's RTL under cocotb: it has no protocol link for "
+                       "scenarios; its benches run with `pytest tests/rtl` (make test). Expected a rig of kind "
+                       "emulator or serial")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

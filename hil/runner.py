@@ -1,0 +1,402 @@
+"""The scenario runner: the device and the reference model, driven side by side on one virtual clock.
+
+For each scenario the rig opens a session with a fresh device, and the runner builds a fresh
+reference pump from the rig's declared pump, calibration and patient. Then, step by step, both get
+the same inputs at the same tick: the runner moves the device's clock (AdvanceTime: lockstep rigs)
+and the model's to the step, checking every Telemetry frame the device sent on the way against the
+model at that frame's tick; it sends the step's command to both and compares the answers; it sets
+a fault up on both (a plant fault ahead of its tick, a battery drain or a reset at it); it reads
+the balance and compares the mass with the model's outflow; it compares the device's status with
+the model's; and it judges the step's expectations on what the device did. At the end it compares
+the event logs. The first divergence is kept with the frames around it (hil.compare); the
+expectations' checks and the measured figures go into the ScenarioResult.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+from firmware_model.alarms import AlarmCode
+from firmware_model.commands import Accepted, BolusDenied, StatusReport
+from firmware_model.errors import CommandRefused, ModelError
+from firmware_model.event_log import LogCode, Record
+from firmware_model.plant import Jam, MriExposure, Occlusion, Plant
+from firmware_model.units import TICK_HZ, TICKS_PER_MINUTE
+from protocol import NakReason
+
+from .balance import mass_of_volume_ug
+from .compare import compare_answers, compare_logs, compare_telemetry, compare_values
+from .errors import HilError, PumpRefused, RigError
+from .gravimetric import analyse
+from .reference import ReferencePump
+from .rig import Rig
+from .scenario import Scenario, Step
+from .session import RigSession
+from .verdicts import Check, Divergence, ScenarioResult, Verdict
+from .wire_model import WIRE_TYPES, refusal_to_nak, telemetry_message
+
+AHEAD_FAULTS = ("occlusion", "clear_occlusion", "mri", "stall")   # plant faults: set up before their tick
+
+
+class Progress(Protocol):
+    def scenario_started(self, scenario_id: str, title: str, simulated_ticks: int) -> None: ...
+    def advanced(self, to_tick: int) -> None: ...
+    def scenario_finished(self, result: ScenarioResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A command the pump refused, as both sides report it: the Nak reason and the field named."""
+
+    reason: str
+    field: str
+
+
+def run_scenario(rig: Rig, scenario: Scenario, progress: Progress | None = None,
+                 prompt: Callable[[str], None] | None = None) -> ScenarioResult:
+    """Run one scenario on a fresh device of `rig` beside the reference model; its result."""
+    result = ScenarioResult(scenario.id, scenario.title, scenario.covers, source=scenario.source)
+    config = rig.config
+    missing = sorted(f for f in scenario.faults if f not in config.faults)
+    if missing:
+        result.verdict, result.reason = Verdict.NOT_RUN, (f"rig {config.name!r} cannot inject {missing} "
+                                                          "(its rig.toml [faults])")
+        return result
+    if scenario.needs_balance and config.balance is None:
+        result.verdict, result.reason = Verdict.NOT_RUN, f"rig {config.name!r} has no balance ([balance])"
+        return result
+    started = time.perf_counter()
+    try:
+        with rig.open(prompt) as session:
+            _Run(rig, scenario, session, result, progress).run()
+    except (HilError, ModelError, OSError) as exc:
+        result.verdict, result.reason = Verdict.ERROR, f"{type(exc).__name__}: {exc}"
+    result.wall_s = time.perf_counter() - started
+    return result.finish()
+
+
+def run_suite(rig: Rig, scenarios: Sequence[Scenario], progress: Progress | None = None,
+              prompt: Callable[[str], None] | None = None) -> list[ScenarioResult]:
+    """Every scenario, one after the other, each on a fresh device."""
+    results = []
+    for scenario in scenarios:
+        if progress is not None:
+            progress.scenario_started(scenario.id, scenario.title, scenario.end_tick)
+        result = run_scenario(rig, scenario, progress, prompt)
+        if progress is not None:
+            progress.scenario_finished(result)
+        results.append(result)
+    return results
+
+
+class _Run:
+    """One scenario on one session (see the module docstring)."""
+
+    def __init__(self, rig: Rig, scenario: Scenario, session: RigSession, result: ScenarioResult,
+                 progress: Progress | None) -> None:
+        config = rig.config
+        self.scenario, self.session, self.result, self.progress = scenario, session, result, progress
+        self.client = session.client
+        self.tol = config.tolerances
+        self.density = config.balance.density_ug_per_ul if config.balance is not None else 0
+        self.reference = ReferencePump(config.pump, Plant(config.plant_params, seed=config.plant_seed,
+                                                          stroke_nl=config.pump.mechanism.stroke_nl))
+        self.now = 0
+        self.step_ticks: dict[str, int] = {}          # label -> tick
+        self.weighed: dict[str, int] = {}             # label -> the device's balance reading, µg
+        self.telemetry: list[Any] = []                # the device's Telemetry frames, in order
+        self.device_log: list[Record] = []
+        self.device_status: StatusReport | None = None
+        self.open_occlusion: tuple[int, int] | None = None  # (start tick, factor) of one with no end
+        self.acts: list[tuple[int, str, str, dict[str, Any]]] = []   # instrument/operator actions ahead
+
+    # ---- the scenario ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.client.hello()
+        self.compare_status("at the start: a fresh device")
+        previous: Step | None = None
+        for step in self.scenario.steps:
+            if step.do in AHEAD_FAULTS:
+                self.fault_ahead(step)
+            self.advance(step.at_tick)
+            if step.fault is not None and step.do not in AHEAD_FAULTS:
+                self.fault_at(step)
+            answers = self.perform(step)
+            self.compare_status(step.name)
+            self.judge(step, previous, answers)
+            if step.label:
+                self.step_ticks[step.label] = step.at_tick
+            previous = step
+        self.advance(self.scenario.end_tick)
+        self.compare_status("at the end")
+        self.compare_log()
+        self.result.simulated_ticks = self.now
+
+    def diverged(self, found: Divergence | None) -> None:
+        """Keep the first divergence, with the frames around it."""
+        if found is None or self.result.divergence is not None:
+            return
+        frames = tuple(f"{d} seq {seq}: {_frame_text(msg)}" for d, seq, msg in self.client.link.history)
+        self.result.divergence = Divergence(found.tick, found.quantity, found.expected, found.got, found.tolerance,
+                                            frames[-8:])
+
+    # ---- time -----------------------------------------------------------------------------------
+
+    def advance(self, to_tick: int) -> None:
+        """Both pumps to `to_tick`, stopping on the way at each instrument or operator action due."""
+        while True:
+            due = [a for a in self.acts if a[0] <= to_tick]
+            stop = min((a[0] for a in due), default=to_tick)
+            self._advance_both(stop)
+            for act in [a for a in due if a[0] == stop]:
+                self.acts.remove(act)
+                self.session.act(act[1], act[2], tick=stop, **act[3])
+            if stop >= to_tick:
+                return
+
+    def _advance_both(self, to_tick: int) -> None:
+        if to_tick > self.now:
+            self.client.advance_to(to_tick)
+            self.now = to_tick
+        self.take_telemetry()
+        self.reference.advance_to(to_tick)
+        if self.progress is not None:
+            self.progress.advanced(to_tick)
+
+    def take_telemetry(self) -> None:
+        """Check every Telemetry frame the device has sent against the model at its tick."""
+        ref = self.reference
+        for frame in self.client.telemetry():
+            self.telemetry.append(frame)
+            if self.result.divergence is None and frame.tick >= ref.now:
+                ref.advance_to(frame.tick)
+                self.diverged(compare_telemetry(telemetry_message(ref.controller, frame.counter), frame, self.tol))
+
+    # ---- faults ---------------------------------------------------------------------------------
+
+    def fault_ahead(self, step: Step) -> None:
+        """A plant fault (occlusion, its clearing, MRI, stall), set up on both before its tick."""
+        t, a = step.at_tick, step.args
+        end = t + a["duration_ticks"] if "duration_ticks" in a else None
+        if step.do == "occlusion":
+            self._fault("occlusion", dict(start_tick=t, end_tick=end, factor=a["factor"]), t, end)
+            self.reference.occlusion(Occlusion(t, end, a["factor"]))
+            self.open_occlusion = (t, a["factor"]) if end is None else None
+        elif step.do == "clear_occlusion":
+            if self.open_occlusion is None:
+                raise RigError(f"{step.name}: clear_occlusion with no open occlusion before it")
+            start, factor = self.open_occlusion
+            self._fault("occlusion", dict(start_tick=start, end_tick=t, factor=factor), None, t)
+            self.reference.occlusion(Occlusion(start, t, factor))
+            self.open_occlusion = None
+        elif step.do == "mri":
+            self._fault("mri", dict(start_tick=t, end_tick=end), t, end)
+            self.reference.mri(MriExposure(t, end))  # type: ignore[arg-type]
+        elif step.do == "stall":
+            self._fault("stall", dict(start_tick=t, end_tick=end), t, end)
+            self.reference.stall(Jam(t, end))
+
+    def _fault(self, fault: str, values: dict[str, Any], start: int | None, end: int | None) -> None:
+        if self.session.method(fault).method == "test-mode":
+            self.session.schedule(fault, **values)
+            return
+        if start is not None:
+            self.acts.append((start, fault, "start", values))
+        if end is not None:
+            self.acts.append((end, fault, "end", values))
+
+    def fault_at(self, step: Step) -> None:
+        """A battery drain or a reset, at the step's tick (both pumps are there)."""
+        t = step.at_tick
+        test_mode = self.session.method(step.fault).method == "test-mode"  # type: ignore[arg-type]
+        if step.do == "battery_drain":
+            values = dict(at_tick=t, charge_nc=step.args["charge_nc"])
+            self.reference.battery_drain(t, step.args["charge_nc"])
+        else:
+            values = dict(at_tick=t)
+            self.reference.reset(t)
+        if test_mode:
+            self.session.schedule(step.fault, **values)  # type: ignore[arg-type]
+        else:
+            self.session.act(step.fault, "start", tick=t, **values)  # type: ignore[arg-type]
+        self.take_telemetry()
+
+    # ---- actions --------------------------------------------------------------------------------
+
+    def perform(self, step: Step) -> list[Any]:
+        """Do the step's action on both; the device's answers (empty for faults and measurements)."""
+        if "command" in step.args:
+            command = step.args["command"]
+            msg_id = WIRE_TYPES[type(command)].SPEC.msg_id
+            try:
+                got: list[Any] = self.client.execute(command)
+            except PumpRefused as exc:
+                got = [Refusal(NakReason(exc.reason).name, exc.field)]
+            try:
+                expected: list[Any] = self.reference.handle(command)
+            except CommandRefused as exc:
+                nak = refusal_to_nak(exc, msg_id)
+                expected = [Refusal(NakReason(nak.reason).name, nak.field)]
+            self.take_telemetry()
+            if self.result.divergence is None:
+                self.diverged(compare_answers(expected, got, self.tol, self.now))
+            return got
+        if step.do == "weigh":
+            self.weighed[step.label or step.name] = self.weigh()
+        elif step.do == "gravimetric":
+            self.gravimetric(step)
+        return []
+
+    def weigh(self) -> int:
+        """A balance reading, checked against the model's outflow at this tick."""
+        balance = self.session.balance
+        if balance is None:
+            raise RigError("this scenario weighs, but the rig has no balance")
+        got = balance.mass_ug()
+        expected = mass_of_volume_ug(self.reference.outflow_nl(), self.density)
+        if abs(got - expected) > self.tol.mass_ug and self.result.divergence is None:
+            self.diverged(Divergence(self.now, "balance mass_ug", expected, got, f"±{self.tol.mass_ug}"))
+        return got
+
+    def gravimetric(self, step: Step) -> None:
+        """The IEC 60601-2-24 accuracy test: a reading every interval for the duration; start-up
+        curve, mean error over the analysis period and trumpet curve, on the device's readings."""
+        a, t0 = step.args, step.at_tick
+        samples = [(t0, self.weigh())]
+        for k in range(1, a["duration_ticks"] // a["interval_ticks"] + 1):
+            self.advance(t0 + k * a["interval_ticks"])
+            samples.append((self.now, self.weigh()))
+        found = analyse(samples, a["rate_nl_per_day"], self.density, t0 + a["analysis_from_ticks"],
+                        windows_min=a["windows_min"])
+        name = step.label or step.name
+        figures = self.result.figures
+        figures[f"{name}.mean_error_pct"] = round(found.mean_error_percent, 3)
+        for point in found.trumpet:
+            figures[f"{name}.Ep_max_{point.window_min:g}min_pct"] = round(point.max_error_percent, 2)
+            figures[f"{name}.Ep_min_{point.window_min:g}min_pct"] = round(point.min_error_percent, 2)
+        self.result.gravimetric[name] = found
+
+    # ---- observations ---------------------------------------------------------------------------
+
+    def compare_status(self, where: str) -> None:
+        self.device_status = got = self.client.status()
+        if self.result.divergence is None:
+            self.diverged(compare_values("status", self.reference.status(), got, self.tol, self.now))
+
+    def read_device_log(self) -> list[Record]:
+        """The device's log, read on from where the last read stopped."""
+        first = self.device_log[-1].seq + 1 if self.device_log else 0
+        self.device_log += self.client.read_log(first)
+        return self.device_log
+
+    def compare_log(self) -> None:
+        got = self.read_device_log()
+        expected = list(self.reference.controller.log.records())
+        if self.result.divergence is None:
+            self.diverged(compare_logs(expected, got, self.tol, self.now))
+
+    # ---- expectations ---------------------------------------------------------------------------
+
+    def judge(self, step: Step, previous: Step | None, answers: list[Any]) -> None:
+        e = step.expect
+        if not e:
+            return
+        checks = self.result.checks
+
+        def check(what: str, passed: bool, measured: Any) -> None:
+            checks.append(Check(step.name, what, bool(passed), str(measured), step.requirements))
+
+        answer = answers[-1] if answers else None
+        if "answer" in e:
+            kind = "refused" if isinstance(answer, Refusal) else type(answer).__name__
+            check(f"answered {e['answer']}", kind == e["answer"] or (e["answer"] == "Accepted" and
+                                                                     any(isinstance(a, Accepted) for a in answers)),
+                  _answer_text(answers))
+        if "reason" in e:
+            reason = (answer.reason if isinstance(answer, Refusal) else
+                      answer.reason.name if isinstance(answer, BolusDenied) else None)
+            check(f"reason {e['reason']}", reason == e["reason"], reason)
+        if "soft_limits" in e:
+            flagged = any(isinstance(a, Accepted) and a.soft_limits for a in answers)
+            check(f"soft limits flagged: {e['soft_limits']}", flagged == e["soft_limits"], _answer_text(answers))
+        status = self.device_status
+        assert status is not None
+        for name, want in e.get("status", {}).items():
+            value = getattr(status, name)
+            shown = _plain(value)
+            if isinstance(want, dict):
+                lo, hi = want.get("min"), want.get("max")
+                ok = (lo is None or shown >= lo) and (hi is None or shown <= hi)
+                check(f"status.{name} in [{lo}, {hi}]", ok, shown)
+            else:
+                check(f"status.{name} = {want!r}", shown == want or (isinstance(want, list) and list(shown) == want),
+                      shown)
+        for alarm in e.get("alarms_active", ()):
+            check(f"alarm {alarm.name} active", alarm in status.alarms, [a.name for a in status.alarms])
+        for alarm in e.get("alarms_inactive", ()):
+            check(f"alarm {alarm.name} not active", alarm not in status.alarms, [a.name for a in status.alarms])
+        if "logged" in e or "not_logged" in e:
+            since = e["since"].at_tick if "since" in e else (previous.at_tick if previous else 0)
+            codes = {r.code for r in self.read_device_log() if since <= r.tick <= self.now}
+            for code in e.get("logged", ()):
+                check(f"{code.name} logged since tick {since}", code in codes, sorted(c.name for c in codes))
+            for code in e.get("not_logged", ()):
+                check(f"{code.name} not logged since tick {since}", code not in codes, sorted(c.name for c in codes))
+        if "alarm_raised" in e:
+            alarm, since_step, within = e["alarm_raised"]
+            raised = self.alarm_on_tick(alarm, since_step.at_tick)
+            latency = None if raised is None else raised - since_step.at_tick
+            if latency is not None:
+                self.result.figures[f"{step.name}.{alarm.name.lower()}_latency_min"] = round(latency / TICKS_PER_MINUTE, 2)
+            check(f"alarm {alarm.name} raised within {_minutes(within)} of {since_step.name}",
+                  latency is not None and latency <= within,
+                  "never" if latency is None else f"after {_minutes(latency)}")
+        if "no_steps_after_alarm" in e:
+            alarm = e["no_steps_after_alarm"]
+            raised = self.alarm_on_tick(alarm, 0)
+            after = [f.steps for f in self.telemetry if raised is not None and f.tick >= raised]
+            moved = None if not after else status.steps - after[0]
+            check(f"no motor step after {alarm.name}", moved == 0,
+                  "alarm never raised" if raised is None else "no telemetry after the alarm" if moved is None
+                  else f"{moved} steps after it")
+        if "mass_gain_ug" in e:
+            since_step, lo, hi = e["mass_gain_ug"]
+            gain = self.weighed[step.label or step.name] - self.weighed[since_step.label]
+            self.result.figures[f"{step.name}.mass_gain_ug"] = gain
+            check(f"balance gain since {since_step.name} in [{lo}, {hi}] µg",
+                  (lo is None or gain >= lo) and (hi is None or gain <= hi), f"{gain} µg")
+        if "mean_error_pct" in e:
+            error = self.result.figures[f"{step.label or step.name}.mean_error_pct"]
+            check(f"mean flow error |E| <= {e['mean_error_pct']:g} %", abs(error) <= e["mean_error_pct"], f"{error:+.2f} %")
+
+    def alarm_on_tick(self, alarm: AlarmCode, since: int) -> int | None:
+        """The tick of the device's first ALARM_ON record of `alarm` at or after `since`."""
+        for r in self.read_device_log():
+            if r.code == LogCode.ALARM_ON and r.tick >= since and r.args[0] == alarm:
+                return r.tick
+        return None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value.name if hasattr(value, "name") and not isinstance(value, str) else value
+
+
+def _answer_text(answers: list[Any]) -> str:
+    return ", ".join(type(a).__name__ + (f"({a.reason})" if isinstance(a, Refusal) else
+                                        f"({a.reason.name})" if isinstance(a, BolusDenied) else "")
+                     for a in answers) or "no answer"
+
+
+def _minutes(ticks: int) -> str:
+    return f"{ticks / TICKS_PER_MINUTE:.2f} min" if ticks < 120 * TICKS_PER_MINUTE else f"{ticks / TICK_HZ / 3600:.2f} h"
+
+
+def _frame_text(message: Any) -> str:
+    fields = getattr(message, "_fields", ())
+    inner = ", ".join(f"{f}={getattr(message, f)!r}" for f in fields[:8])
+    return f"{type(message).__name__}({inner}{', ...' if len(fields) > 8 else ''})"
