@@ -128,10 +128,27 @@ def scan(settings: DetectorSettings, history: np.ndarray, cusum: np.ndarray,
     return first, rule, full[-settings.history_steps:], cusum
 
 
+SHORT_SPAN = 64   # spans of at most this many samples are scanned sample by sample (numpy costs more)
+
+
 def scan_one(settings: DetectorSettings, state: DetectorState, samples: list[int] | np.ndarray
              ) -> tuple[int, Rule, DetectorState]:
     """The controller's use: one pump. Returns the first alarming index (-1 none), its rule, and
-    the state after the samples up to and including that index (or all of them)."""
+    the state after the samples up to and including that index (or all of them). A short span
+    (a lockstep host advancing minute by minute makes many) goes through the per-sample rules,
+    which the tests prove equal to the vectorised scan."""
+    if len(samples) <= SHORT_SPAN:
+        values = [int(v) for v in samples]
+        index, rule, hist, cusum = scan_per_step(settings, state.history_pa, state.cusum_pa, values)
+        if 0 <= index < len(values) - 1:  # keep the state as it was at the alarm
+            _, _, hist, cusum = scan_per_step(settings, state.history_pa, state.cusum_pa, values[:index + 1])
+        return index, rule, DetectorState(hist, cusum)
+    return scan_one_vectorised(settings, state, samples)
+
+
+def scan_one_vectorised(settings: DetectorSettings, state: DetectorState, samples: list[int] | np.ndarray
+                        ) -> tuple[int, Rule, DetectorState]:
+    """scan_one through the vectorised scan, whatever the span's length."""
     history = np.asarray(state.history_pa, dtype=np.int64).reshape(-1, 1)
     col = np.asarray(samples, dtype=np.int64).reshape(-1, 1)
     first, rule, hist, cusum = scan(settings, history, np.array([state.cusum_pa], dtype=np.int64), col)

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_model import (AcknowledgeAlarm, AlarmCode, Controller, LogCode, ProgramContinuous, Refill)
-from firmware_model.occlusion import DetectorSettings, DetectorState, Rule, scan, scan_one, scan_per_step
+from firmware_model.occlusion import (SHORT_SPAN, DetectorSettings, DetectorState, Rule, scan, scan_one,
+                                      scan_one_vectorised, scan_per_step)
 from firmware_model.occlusion_sweep import OCCLUSION_START_DAY, _rate_part, sweep_rate
 from firmware_model.plant import (Q30, Occlusion, Plant, PlantParams, decay_q30, noise_pa,
                                   pressure_samples_pa, stored_volume_after_steps)
@@ -115,6 +116,22 @@ def test_vectorised_scan_equals_the_per_step_oracle(data) -> None:
         if s.cusum_h_pa is not None:
             assert cc == cus[j]
         assert [int(v) for v in hist[:, j]] == hh[-len(hist):]
+
+
+@given(st.data())
+def test_scan_one_of_a_short_span_equals_the_vectorised_scan(data) -> None:
+    """The controller scans short spans sample by sample: the same alarm, rule and state."""
+    s = DetectorSettings(rise_steps=data.draw(st.integers(1, 6)), deficit_steps=data.draw(st.integers(1, 8)),
+                         cusum_h_pa=data.draw(st.sampled_from([None, 300, 1000])),
+                         threshold_pa=data.draw(st.sampled_from([None, 2_500])))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    history = [int(v) for v in rng.integers(1000, 1500, size=data.draw(st.integers(0, s.history_steps)))]
+    state = DetectorState(history, data.draw(st.integers(0, 900)) if s.cusum_h_pa else 0)
+    samples = [int(v) for v in np.cumsum(rng.integers(-150, 250, size=data.draw(st.integers(0, SHORT_SPAN)))) + 1200]
+    index, rule, after = scan_one(s, state, samples)
+    v_index, v_rule, v_after = scan_one_vectorised(s, state, np.asarray(samples, dtype=np.int64))
+    assert (index, rule) == (v_index, v_rule)
+    assert after.history_pa == v_after.history_pa and after.cusum_pa == v_after.cusum_pa
 
 
 def test_scan_one_keeps_the_state_at_the_alarm() -> None:
