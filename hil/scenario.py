@@ -287,7 +287,8 @@ def _expect(t: Table, do: str, labels: Mapping[str, Step]) -> dict[str, Any]:
         since = _label(g.text("since"), labels, f"{g.name}.since")
         if since.do != "weigh":
             raise ScenarioError(f"{g.name}.since = {since.label!r}: expected the label of a weigh step")
-        out["mass_gain_ug"] = (since, g.integer("min", None), g.integer("max", None))
+        lo, hi = (g.integer(k, minimum=-(1 << 40)) if g.has(k) else None for k in ("min", "max"))
+        out["mass_gain_ug"] = (since, lo, hi)
     if t.has("mean_error_pct"):
         if do != "gravimetric":
             raise ScenarioError(f"{t.name}.mean_error_pct: expected on a gravimetric step")

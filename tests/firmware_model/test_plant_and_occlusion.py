@@ -209,3 +209,25 @@ def test_where_advance_stops_never_changes_the_outlet() -> None:
     assert codec.encode(one.state) == codec.encode(many.state)
     assert plant_one.state == plant_many.state
     assert one.snapshot() == many.snapshot()
+
+
+@given(st.data())
+def test_plain_integer_pressure_of_a_short_span_equals_the_vectorised_one(data) -> None:
+    """One seed and a few strokes go through plain integers: the same samples, bit for bit."""
+    from firmware_model.plant import SHORT_SPAN, noise_pa, posture_pa, pressure_samples_pa
+
+    params = PlantParams(noise_pa=data.draw(st.sampled_from([0, 60, 500])),
+                         posture_changes_per_day=data.draw(st.integers(0, 96)))
+    seed = data.draw(st.integers(0, 2**63 - 1))
+    first = data.draw(st.integers(0, 2**40))
+    n = data.draw(st.integers(1, SHORT_SPAN))
+    start = data.draw(st.integers(0, 400 * TICKS_PER_DAY))
+    ticks = np.cumsum(np.asarray(data.draw(st.lists(st.integers(1, 10 * TICKS_PER_DAY), min_size=n, max_size=n)),
+                                 dtype=np.int64)) + start
+    stored = np.asarray(data.draw(st.lists(st.integers(0, 10**6), min_size=n, max_size=n)), dtype=np.int64)
+    seeds = np.array([seed], dtype=np.int64)
+    short = pressure_samples_pa(params, seeds, first, ticks, stored)
+    vectorised = (noise_pa(params, seeds, first, n) + (params.icp_pa + params.pressure_of_volume_pa(stored))
+                  .astype(np.int32)[:, None] + posture_pa(params, seeds, ticks).astype(np.int32))
+    assert short.dtype == np.int32 and short.shape == (n, 1)
+    assert short.tolist() == vectorised.tolist()
