@@ -133,7 +133,8 @@ def stored_volume_after_steps(stored_nl: int, last_tick: int, step_ticks: np.nda
     n = len(step_ticks)
     if tau_ticks == 0:  # total occlusion: nothing drains, the strokes pile up
         return stored_nl + stroke_nl * np.arange(1, n + 1, dtype=np.int64), 0
-    dts = np.diff(step_ticks, prepend=last_tick).tolist()
+    ticks = step_ticks.tolist()
+    dts = [b - a for a, b in zip([last_tick] + ticks[:-1], ticks)]
     factors = {dt: decay_q30(dt, tau_ticks) for dt in set(dts)}
     out: list[int] = []
     append, stored, half = out.append, stored_nl, Q30 // 2
@@ -241,11 +242,15 @@ def noise_one_pa(params: PlantParams, seed: int, step: int) -> int:
 
 
 def posture_one_pa(params: PlantParams, seed: int, tick: int) -> int:
-    """posture_pa at one tick for one seed: the level of the latest change at or before its slot
-    (midnight always changes)."""
-    offsets = params.posture_offsets_pa
-    threshold = min(_SLOTS_PER_DAY, params.posture_changes_per_day) * (1 << 16) // _SLOTS_PER_DAY
-    slot = tick // SLOT_TICKS
+    """posture_pa at one tick for one seed."""
+    return _posture_of_slot(params.posture_offsets_pa, params.posture_changes_per_day, seed, tick // SLOT_TICKS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _posture_of_slot(offsets: tuple[int, ...], changes_per_day: int, seed: int, slot: int) -> int:
+    """The level of the latest change at or before `slot` (midnight always changes); cached, as
+    a pump's strokes walk through the same quarter hours again and again."""
+    threshold = min(_SLOTS_PER_DAY, changes_per_day) * (1 << 16) // _SLOTS_PER_DAY
     while True:
         bits = _hash_int(seed, slot, 2)
         if (bits & 0xFFFF) < threshold or slot % _SLOTS_PER_DAY == 0:

@@ -33,7 +33,7 @@ is made on every step anyway):
 - answer = "Accepted" | "BolusGranted" | "BolusDenied" | "StatusReport" | "refused";
   reason = the DenyReason or NakReason name; soft_limits = true | false;
 - status = { field = value | { min = , max = } } on the device's StatusReport now (enums and
-  alarms by name);
+  alarms by name, "none" for an empty optional field);
 - alarms_active = [names], alarms_inactive = [names];
 - logged = [LogCode names] and not_logged = [...]: records since the step named by `since`
   (default: the previous step);
