@@ -14,6 +14,7 @@ from firmware_model.errors import ModelError
 from firmware_model.units import NL_PER_ML
 
 from .cli_emulate import emulate
+from .cli_run import run as run_suite_command
 from firmware_model.prescription import load_prescription
 from firmware_model.simulate import run
 
@@ -22,6 +23,7 @@ app = typer.Typer(help="ithil: firmware emulator and HIL test rig for implantabl
 model_app = typer.Typer(help="The reference model on its own.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.command("emulate")(emulate)
+app.command("run")(run_suite_command)
 protocol_app = typer.Typer(help="The wire protocol.", no_args_is_help=True)
 app.add_typer(protocol_app, name="protocol")
 

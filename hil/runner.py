@@ -111,6 +111,7 @@ class _Run:
         self.device_status: StatusReport | None = None
         self.open_occlusion: tuple[int, int] | None = None  # (start tick, factor) of one with no end
         self.acts: list[tuple[int, str, str, dict[str, Any]]] = []   # instrument/operator actions ahead
+        self.where, self.guards = "at the start", scenario.covers    # the step under way and what it guards
 
     # ---- the scenario ---------------------------------------------------------------------------
 
@@ -119,6 +120,7 @@ class _Run:
         self.compare_status("at the start: a fresh device")
         previous: Step | None = None
         for step in self.scenario.steps:
+            self.where, self.guards = step.name, step.requirements
             if step.do in AHEAD_FAULTS:
                 self.fault_ahead(step)
             self.advance(step.at_tick)
@@ -130,6 +132,7 @@ class _Run:
             if step.label:
                 self.step_ticks[step.label] = step.at_tick
             previous = step
+        self.where, self.guards = "at the end", self.scenario.covers
         self.advance(self.scenario.end_tick)
         self.compare_status("at the end")
         self.compare_log()
@@ -141,7 +144,7 @@ class _Run:
             return
         frames = tuple(f"{d} seq {seq}: {_frame_text(msg)}" for d, seq, msg in self.client.link.history)
         self.result.divergence = Divergence(found.tick, found.quantity, found.expected, found.got, found.tolerance,
-                                            frames[-8:])
+                                            frames[-8:], self.where, tuple(self.guards))
 
     # ---- time -----------------------------------------------------------------------------------
 

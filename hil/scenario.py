@@ -163,8 +163,9 @@ def scenario_from(data: Mapping[str, Any], source: str = "scenario") -> Scenario
                 raise ScenarioError(f"step[{i}].label = {step.label!r}: used twice; expected unique labels")
             labels[step.label] = step
         steps.append(step)
-    end = head.duration("end", 0)
-    return Scenario(head.text("id"), head.text("title"), covers, tuple(steps), max(end, steps[-1].at_tick), source,
+    end = max([head.duration("end", 0)] + [s.at_tick + s.args.get("duration_ticks", 0) for s in steps
+                                            if s.do == "gravimetric"] + [steps[-1].at_tick])
+    return Scenario(head.text("id"), head.text("title"), covers, tuple(steps), end, source,
                     head.text("description", ""), labels)
 
 

@@ -3,7 +3,7 @@
 A scenario result holds every check it made (an expectation of the scenario file, judged on what
 the device did) and the first divergence between the device and the reference model (hil.compare).
 A requirement's verdict is the worst over the scenarios that cover it: FAIL if any failed a check
-tied to it or diverged from the model, ERROR if one could not finish, NOT_RUN if none ran (a rig
+tied to it or diverged from the model in a step that guards it, ERROR if one could not finish, NOT_RUN if none ran (a rig
 without the fault a scenario needs), PASS only when every covering scenario ran and passed.
 """
 
@@ -37,10 +37,13 @@ class Divergence:
     got: object                  # the device's value
     tolerance: str = "exact"
     context: tuple[str, ...] = ()  # the frames around it, oldest first
+    where: str = ""              # the step it came up in (or "at the end")
+    requirements: tuple[str, ...] = ()  # what that step guards (empty: all the scenario covers)
 
     def message(self) -> str:
-        return (f"first divergence at tick {self.tick}: {self.quantity}: expected {self.expected!r} (reference "
-                f"model), got {self.got!r} (device); tolerance {self.tolerance}")
+        where = f" ({self.where})" if self.where else ""
+        return (f"first divergence at tick {self.tick}{where}: {self.quantity}: expected {self.expected!r} "
+                f"(reference model), got {self.got!r} (device); tolerance {self.tolerance}")
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def requirement_verdicts(catalogue: Mapping[str, Requirement],
 def _verdict_for(result: ScenarioResult, req_id: str) -> Verdict:
     if result.verdict in (Verdict.ERROR, Verdict.NOT_RUN):
         return result.verdict
-    if result.divergence is not None:
+    if result.divergence is not None and _guards(result.divergence, req_id):
         return Verdict.FAIL
     return Verdict.FAIL if any(not c.passed and req_id in c.requirements for c in result.checks) else Verdict.PASS
 
@@ -138,9 +141,13 @@ def _verdict_for(result: ScenarioResult, req_id: str) -> Verdict:
 def _why_for(result: ScenarioResult, req_id: str) -> list[str]:
     if result.verdict in (Verdict.ERROR, Verdict.NOT_RUN):
         return [result.reason]
-    out = [result.divergence.message()] if result.divergence is not None else []
+    out = [result.divergence.message()] if result.divergence is not None and _guards(result.divergence, req_id) else []
     return out + [f"{c.step}: {c.what}: got {c.measured}" for c in result.checks
                   if not c.passed and req_id in c.requirements]
+
+
+def _guards(divergence: Divergence, req_id: str) -> bool:
+    return not divergence.requirements or req_id in divergence.requirements
 
 
 def overall(verdicts: Iterable[RequirementVerdict | ScenarioResult]) -> Verdict:
