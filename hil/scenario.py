@@ -140,7 +140,7 @@ def load_scenario(path: Path | str) -> Scenario:
 def scenario_from(data: Mapping[str, Any], source: str = "scenario") -> Scenario:
     """A parsed scenario document, checked."""
     doc = Table(data, "scenario file", {"scenario", "step"}, ScenarioError)
-    head = doc.sub("scenario", {"id", "title", "covers", "end", "description"})
+    head = Table(doc.raw("scenario"), "scenario", {"id", "title", "covers", "end", "description"}, ScenarioError)
     covers = head.strings("covers")
     if not covers:
         raise ScenarioError("scenario.covers = []: expected the ids of the requirements it covers")

@@ -82,6 +82,24 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     return parts.netloc, options
 
 
+def attach(name: str, device: Any) -> str:
+    """Serve an EmulatedDevice built elsewhere (a rig's, with its own configuration) as
+    `emu://NAME`, until `forget(name)`; returns the URL."""
+    shared = _SharedDevice.__new__(_SharedDevice)
+    shared.device, shared.lock = device, threading.Lock()
+    with _named_lock:
+        if name in _named:
+            raise EmuUrlError(f"emu://{name} is already a pump; expected a new name")
+        _named[name] = (None, shared)
+    return f"emu://{name}"
+
+
+def lock_of(name: str) -> threading.Lock:
+    """The lock every port of the named pump takes (hold it to look inside the pump)."""
+    with _named_lock:
+        return _named[name][1].lock
+
+
 def forget(name: str) -> None:
     """Let the named pump go: the next `emu://NAME` starts a new one."""
     with _named_lock:
@@ -98,6 +116,10 @@ def _device_for(name: str, options: dict[str, Any]) -> _SharedDevice:
             _named[name] = (options, shared)
             return shared
         known_options, shared = known
+    if known_options is None:    # attached: its options are its own
+        if options != parse_url("emu://")[1]:
+            raise EmuUrlError(f"emu://{name} is a pump attached with its own configuration; expected no options")
+        return shared
     if known_options != options:
         raise EmuUrlError(f"emu://{name} is already a pump with options {known_options}; this URL asks for "
                           f"{options}: expected the same options (or another name)")
