@@ -14,7 +14,7 @@ from types import FrameType
 import typer
 
 from .emulator_server import LISTEN_FORMS, TIME_FORMS, run_emulator
-from .errors import DeviceStateError, EmulatorConfigError
+from .errors import BalanceConfigError, DeviceStateError, EmulatorConfigError
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -31,6 +31,10 @@ def emulate(
                                       help="Keep the pump's event log in this file across restarts."),
     telemetry: float = typer.Option(1.0, "--telemetry",
                                     help="Seconds of device time between Telemetry frames (0: none)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="The patient's seed (the plant's noise and posture)."),
+    balance: str | None = typer.Option(None, "--balance",
+                                       help="Also serve an analytical balance under the catheter tip at "
+                                            "tcp:HOST:PORT (read it with pyvisa: TCPIP::HOST::PORT::SOCKET)."),
 ) -> None:
     """Serve the reference model and its plant behind the wire protocol, as a pump on a serial line."""
 
@@ -42,10 +46,12 @@ def emulate(
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run_emulator(listen, time_mode, test_mode, baud, state, ready, telemetry_period_s=telemetry)
+        run_emulator(listen, time_mode, test_mode, baud, state, ready, telemetry_period_s=telemetry, seed=seed,
+                     balance=balance, balance_ready=lambda resource: typer.echo(f"ithil emulate: balance at {resource}",
+                                                                                err=True))
     except KeyboardInterrupt:
         typer.echo("ithil emulate: stopped", err=True)
-    except (EmulatorConfigError, DeviceStateError) as exc:
+    except (EmulatorConfigError, DeviceStateError, BalanceConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     finally:

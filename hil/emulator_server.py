@@ -344,14 +344,36 @@ def open_emulator(listen: str = "pty", time_mode: str = "lockstep", test_mode: b
 
 
 def run_emulator(listen: str, time_mode: str, test_mode: bool, baud: int | None, state: Path | None,
-                 ready: Callable[[str], None], *, telemetry_period_s: float = 1.0) -> None:
+                 ready: Callable[[str], None], *, telemetry_period_s: float = 1.0, seed: int = 0,
+                 balance: str | None = None, balance_ready: Callable[[str], None] | None = None) -> None:
     """Serve a new emulated pump in the foreground until interrupted (KeyboardInterrupt, or a
-    signal handler that raises it); `ready(url)` is called once the endpoint is open."""
-    server = open_emulator(listen, time_mode, test_mode, baud, state, telemetry_period_s=telemetry_period_s)
+    signal handler that raises it); `ready(url)` is called once the endpoint is open. `seed`: the
+    patient's (the plant's noise and posture); `balance` ("tcp:HOST:PORT"): also serve an
+    analytical balance under the catheter tip there, `balance_ready(VISA resource)` once it is."""
+    from firmware_model.controller import PumpConfig
+    from firmware_model.plant import Plant
+
+    from .balance import BalanceServer, BalanceSpec
+
+    config = PumpConfig()
+    device = EmulatedDevice(config, Plant(seed=seed, stroke_nl=config.mechanism.stroke_nl), test_mode=test_mode,
+                            state_path=state, telemetry_period_ticks=round(telemetry_period_s * TICK_HZ) or None)
+    server = open_emulator(listen, time_mode, test_mode, baud, state, telemetry_period_s=telemetry_period_s,
+                           device=device)
+    scale = None
     try:
+        if balance is not None:
+            def collected_nl() -> int:
+                with server.lock:
+                    return device.pump.outflow_nl()
+            scale = BalanceServer(collected_nl, BalanceSpec(seed=seed), listen=balance).start()
         ready(server.url)
+        if scale is not None and balance_ready is not None:
+            balance_ready(scale.resource)
         server.serve()
     finally:
+        if scale is not None:
+            scale.stop()
         server.close()
 
 

@@ -9,8 +9,9 @@
               controller = "package.module:Class".
     serial    a board, or a firmware on an emulated board, reached at a pyserial URL (/dev/ttyACM0,
               socket://, rfc2217://). [device]: url; start (argv of a command that starts the
-              device; "{port}" in it and in url becomes a free TCP port, "{folder}" the rig's
-              folder); ready_timeout_s (how long the device may take to answer hello).
+              device; "{port}" and "{balance_port}" in it, in url and in the balance resource
+              become free TCP ports, "{folder}" the rig's folder); ready_timeout_s (how long the
+              device may take to answer hello).
     rtl       the Verilog of the pump hardware under cocotb; it speaks no protocol to a host, so
               it has no sessions: its benches run under pytest (tests/rtl).
 """
@@ -140,8 +141,10 @@ class SerialRig(Rig):
 
     def open(self, prompt: Callable[[str], None] | None = None) -> RigSession:
         cfg = self.config
-        port = _free_port() if "{port}" in self.url or any("{port}" in a for a in self.start) else 0
-        fill = {"port": port, "folder": str(cfg.folder)}
+        texts = [self.url, *self.start, cfg.balance.resource if cfg.balance is not None else ""]
+        fill = {"folder": str(cfg.folder)}
+        for name in ("port", "balance_port"):
+            fill[name] = str(_free_port()) if any("{" + name + "}" in t for t in texts) else ""
         url = self.url.format(**fill)
         process = None
         if self.start:
@@ -161,7 +164,7 @@ class SerialRig(Rig):
                     process.wait()
         try:
             client = self._connect(url, process)
-            reader = BalanceReader(cfg.balance.resource) if cfg.balance is not None else None
+            reader = BalanceReader(cfg.balance.resource.format(**fill)) if cfg.balance is not None else None
         except BaseException:
             stop()
             raise
