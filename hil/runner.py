@@ -117,7 +117,7 @@ class _Run:
 
     def run(self) -> None:
         self.client.hello()
-        self.compare_status("at the start: a fresh device")
+        self.compare_status()
         previous: Step | None = None
         for step in self.scenario.steps:
             self.where, self.guards = step.name, step.requirements
@@ -127,14 +127,14 @@ class _Run:
             if step.fault is not None and step.do not in AHEAD_FAULTS:
                 self.fault_at(step)
             answers = self.perform(step)
-            self.compare_status(step.name)
+            self.compare_status()
             self.judge(step, previous, answers)
             if step.label:
                 self.step_ticks[step.label] = step.at_tick
             previous = step
         self.where, self.guards = "at the end", self.scenario.covers
         self.advance(self.scenario.end_tick)
-        self.compare_status("at the end")
+        self.compare_status()
         self.compare_log()
         self.result.simulated_ticks = self.now
 
@@ -284,7 +284,7 @@ class _Run:
 
     # ---- observations ---------------------------------------------------------------------------
 
-    def compare_status(self, where: str) -> None:
+    def compare_status(self) -> None:
         self.device_status = got = self.client.status()
         if self.result.divergence is None:
             self.diverged(compare_values("status", self.reference.status(), got, self.tol, self.now))
