@@ -14,7 +14,10 @@
     ├── BalanceConfigError    an emulated balance set up wrongly (spec field, listen address)
     ├── BalanceReadError      a balance that cannot be reached or answers with no reading
     │   └── BalanceOverload   the load on the pan is above the balance's capacity
-    └── GravimetricError      balance samples or windows unfit for the IEC 60601-2-24 analysis
+    ├── GravimetricError      balance samples or windows unfit for the IEC 60601-2-24 analysis
+    ├── RigConfigError        a malformed rig.toml: names the file, the key and what was expected
+    ├── RigError              a rig that cannot do what a scenario asks (start, fault, time mode)
+    └── ScenarioError         a malformed scenario or requirement file: names the key
 """
 
 
