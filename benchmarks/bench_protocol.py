@@ -5,7 +5,9 @@ streaming decoder in 4 KiB reads, as from a serial port, twice in the same run: 
 every frame goes through construct (the specification; `framing.decode_inner`), with `fast=True`
 through the struct codec derived from the same definitions. Both must give the very same frames,
 and those must be the frames sent. A second pair of figures times the Telemetry payload alone:
-construct's compiled form (the fastest construct offers) against the fast path.
+construct's compiled form (the fastest construct offers) against the fast path; a third, a
+typical StatusReport payload (a text, enums, an empty list, an optional value), decoded and
+encoded (checks included) by construct's compiled form and by its generated fast codec.
 
 Prints, last, one figure per line. Goals: fast path >= 10 x construct and >= 500,000 frames/s
 (a year of 1 Hz telemetry, 31.5 million frames, in about a minute).
@@ -48,6 +50,25 @@ def decode(stream: bytes, fast: bool) -> list[Frame]:
     return frames
 
 
+def status_report_times() -> dict[str, float]:
+    """Seconds per StatusReport payload, decoded and encoded, by construct (compiled) and the fast path."""
+    spec = m.StatusReport.SPEC
+    report = m.StatusReport(86_400 * TICK_HZ, m.Mode.CONTINUOUS, "morphine", 10_000, 480_000, 479_990, 19_000_000,
+                            1_000_000, 10_000_000, 4_000, None, (), None, False, False, False, 82, False, False,
+                            10**11)
+    payload = spec.build(report)
+    codec = FAST_CODECS[spec.msg_id]
+    candidates = {
+        "decode construct": lambda: spec.parse(payload),  # compiled parse, then records and tuples
+        "decode fast": lambda: codec.unpack(payload),
+        "encode construct": lambda: spec.build(report),    # spec.check, then compiled build
+        "encode fast": lambda: codec.pack(report),         # spec.check, then the generated pack
+    }
+    assert candidates["decode construct"]() == candidates["decode fast"]() == report
+    assert candidates["encode construct"]() == candidates["encode fast"]() == payload
+    return {name: best_of(fn, repeat=5, number=calls_for(fn))[0] for name, fn in candidates.items()}
+
+
 def main() -> None:
     sent = [telemetry(i) for i in range(FRAMES)]
     stream = b"".join(encode_frame(msg) for msg in sent)
@@ -77,6 +98,8 @@ def main() -> None:
     t_compiled = best_of(parse_compiled, repeat=5, number=calls_for(parse_compiled))[0]
     t_struct = best_of(parse_fast, repeat=5, number=calls_for(parse_fast))[0]
 
+    t_status = status_report_times()
+
     construct_fps = FRAMES / t_construct
     fast_fps = FRAMES / t_fast
     print(f"{FRAMES} telemetry frames, {len(stream)} bytes, read {READ_BYTES} bytes at a time; "
@@ -89,6 +112,12 @@ def main() -> None:
         ("telemetry_payload_construct_compiled", 1 / t_compiled, "payloads/s"),
         ("telemetry_payload_fast_path", 1 / t_struct, "payloads/s"),
         ("payload_fast_path_over_construct_compiled", t_compiled / t_struct, "x"),
+        ("status_report_decode_construct_compiled", t_status["decode construct"] * 1e6, "us"),
+        ("status_report_decode_fast_path", t_status["decode fast"] * 1e6, "us"),
+        ("status_report_decode_fast_vs_construct", t_status["decode construct"] / t_status["decode fast"], "x"),
+        ("status_report_encode_construct_compiled", t_status["encode construct"] * 1e6, "us"),
+        ("status_report_encode_fast_path", t_status["encode fast"] * 1e6, "us"),
+        ("status_report_encode_fast_vs_construct", t_status["encode construct"] / t_status["encode fast"], "x"),
     ])
 
 

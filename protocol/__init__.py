@@ -4,7 +4,7 @@
     enums.py      enumerations on the wire (the model's, mirrored; NAK reasons; roles)
     fields.py     field types and what is derived from a definition (checks, records, docs)
     messages.py   the catalogue: every message with its stable id
-    fastpath.py   struct codecs derived from the definitions, for the hot messages
+    fastpath.py   codecs generated from the definitions (struct runs, enums, texts, lists): the fast path
     framing.py    header, signature block, CRC, COBS; encode_frame and decode_frame
     signing.py    keys, signer and verifier (MAVLink 2 style, HMAC-SHA256)
     decoder.py    the streaming decoder: any chunking in, frames out, bad frames counted

@@ -9,11 +9,14 @@ zero is skipped. Empty frames (two delimiters in a row, a sender's way to flush)
 
 Invariant: `frames_seen == frames_ok + sum(counts.values())`.
 
-With `fast=True` (default) a frame of a message with a struct codec (fastpath.py), of exactly
-its size, version 1, and no flag but possibly "signed", is decoded by struct after the CRC check
-(its signature block too, then verified as any other); every other frame, and every frame with
-`fast=False`, goes through `framing.decode_inner` (construct). Both give the same frames and the
-same counts (tests/protocol prove it on random streams, signed frames included).
+With `fast=True` (default) a frame of version 1, with no flag but possibly "signed", of a message
+with a fast codec (fastpath.py) and a payload size within that message's range, is decoded by
+the fast codec after the CRC check (its signature block too, then verified as any other): plain
+integer payloads by their struct inline, the other flat ones (StatusReport, Nak, ...) by their
+generated reader, which must use the payload exactly. A payload the fast codec refuses, every
+other frame, and every frame with `fast=False`, go through `framing.decode_inner` (construct),
+whose verdict and reason count. Both give the same frames and the same counts (tests/protocol
+prove it on random streams and on mutated payloads, signed frames included).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import NamedTuple, Protocol
 from .crc import CRC_SIZE, GOOD_FRAME_CRC
 from .enums import Access, NakReason, Role
 from .errors import BadFrame, FrameError
-from .fastpath import FAST_CODECS
+from .fastpath import FAST_CODECS, MALFORMED
 from .framing import (FLAG_SIGNED, HEADER_SIZE, MAX_ENCODED_FRAME, MIN_FRAME, SIGNATURE_SIZE, CobsDecodeError,
                       Frame, Signature, cobs_decode, decode_inner)
 from .messages import CATALOGUE, PROTOCOL_VERSION
@@ -34,6 +37,12 @@ from .messages import CATALOGUE, PROTOCOL_VERSION
 
 _SIGNATURE_STRUCT = struct.Struct("<BB6s8s")  # link_id, key_id, 48-bit timestamp, MAC: framing.SIGNATURE
 assert _SIGNATURE_STRUCT.size == SIGNATURE_SIZE
+
+
+def _signature_at(inner: bytes, offset: int) -> Signature:
+    """The signature block at `offset` of a frame, read by struct (as construct reads SIGNATURE)."""
+    link_id, key_id, stamp, mac = _SIGNATURE_STRUCT.unpack_from(inner, offset)
+    return tuple.__new__(Signature, (link_id, key_id, int.from_bytes(stamp, "little"), mac))
 
 
 class Rejection(NamedTuple):
@@ -64,18 +73,29 @@ class Decoder:
         self.rejections: collections.deque[Rejection] = collections.deque(maxlen=max_rejections)
         self._pending = b""
         self._skipping = False
-        # msg_id -> (frame size, payload size, payload unpack_from, message type); only OPEN
-        # messages when frames are verified (the others must be signed, so never take this path)
+        # plain payloads (a struct each): msg_id -> (frame size, payload size, payload unpack_from,
+        # message type); only OPEN messages when frames are verified (the others must be signed,
+        # so never take this path)
+        plain = {msg_id: codec for msg_id, codec in FAST_CODECS.items() if fast and codec.struct is not None}
         self._fast_table = {
             msg_id: (HEADER_SIZE + codec.size + CRC_SIZE, codec.size, codec.struct.unpack_from, codec.type)
-            for msg_id, codec in FAST_CODECS.items()
-            if fast and (verifier is None or CATALOGUE[msg_id].access is Access.OPEN)
+            for msg_id, codec in plain.items() if verifier is None or CATALOGUE[msg_id].access is Access.OPEN
         }
-        # the same for signed frames of every fast message (the verifier checks them after)
+        # the same for signed frames of every plain message (the verifier checks them after)
         self._fast_signed_table = {
             msg_id: (HEADER_SIZE + codec.size + SIGNATURE_SIZE + CRC_SIZE, codec.size, codec.struct.unpack_from,
                      codec.type)
-            for msg_id, codec in FAST_CODECS.items() if fast
+            for msg_id, codec in plain.items()
+        }
+        # the other flat payloads: flags << 8 | msg_id -> (frame bytes besides the payload, least and
+        # most payload bytes, unpack_from(inner, start, end)), unsigned (OPEN only when frames are
+        # verified, as above) and signed
+        self._flat_table = {
+            flags << 8 | msg_id: (HEADER_SIZE + CRC_SIZE + (SIGNATURE_SIZE if flags else 0), codec.min_size,
+                                  codec.max_size, codec.unpack_from)
+            for msg_id, codec in FAST_CODECS.items() if fast and codec.struct is None
+            for flags in (0, FLAG_SIGNED)
+            if flags or verifier is None or CATALOGUE[msg_id].access is Access.OPEN
         }
 
     @property
@@ -118,7 +138,8 @@ class Decoder:
         self.frames_seen += len(parts) - parts.count(b"")
         fast_get = self._fast_table.get
         fast_signed_get = self._fast_signed_table.get
-        unpack_signature = _SIGNATURE_STRUCT.unpack_from
+        flat_get = self._flat_table.get
+        signature_at = _signature_at
         new = tuple.__new__
         crc32 = zlib.crc32
         verify = self.verifier.check if self.verifier is not None else None
@@ -151,9 +172,21 @@ class Decoder:
                     if (n == size and inner[0] == PROTOCOL_VERSION
                             and inner[5] | inner[6] << 8 == payload_size and crc32(inner) == GOOD_FRAME_CRC):
                         message = new(message_type, unpack_from(inner, HEADER_SIZE))
-                        link_id, key_id, stamp, mac = unpack_signature(inner, HEADER_SIZE + payload_size)
-                        signature = new(Signature, (link_id, key_id, int.from_bytes(stamp, "little"), mac))
+                        signature = signature_at(inner, HEADER_SIZE + payload_size)
                         frame = new(Frame, (inner[2] | inner[3] << 8, message, signature, inner))
+                entry = flat_get(inner[1] << 8 | inner[4]) if frame is None else None
+                if entry is not None:
+                    overhead, least, most, read = entry
+                    length = inner[5] | inner[6] << 8
+                    if (least <= length <= most and n == overhead + length and inner[0] == PROTOCOL_VERSION
+                            and crc32(inner) == GOOD_FRAME_CRC):
+                        try:
+                            message = read(inner, HEADER_SIZE, HEADER_SIZE + length)
+                        except MALFORMED:
+                            pass  # construct reads it below: its verdict and its reason
+                        else:
+                            signature = signature_at(inner, HEADER_SIZE + length) if inner[1] else None
+                            frame = new(Frame, (inner[2] | inner[3] << 8, message, signature, inner))
             try:
                 if frame is None:
                     frame = decode_inner(inner)

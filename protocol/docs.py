@@ -198,8 +198,10 @@ def render_protocol_doc() -> str:
     add([
         "## Message catalogue",
         "",
-        f"Fast path: the payload is plain integers, so a `struct` format derived from its construct "
-        f"definition decodes it (after the CRC check); the hot messages are {', '.join(HOT_MESSAGES)}.",
+        f"Fast path: the payload is flat (fixed-size fields, texts, counted lists of fixed-size items), so "
+        f"a codec generated from its construct definition (`struct` runs, enum tables) encodes it and "
+        f"decodes it after the CRC check, construct deciding any payload it refuses; the hot messages "
+        f"are {', '.join(HOT_MESSAGES)}.",
         "",
         "| id | message | direction | access | test mode | payload | fast path | answered by |",
         "|---:|---|---|---|---|---|---|---|",

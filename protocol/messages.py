@@ -19,12 +19,12 @@ a drug library that a clinic may override or extend, a name means the same drug 
 from __future__ import annotations
 
 import functools
-
+import io
 from dataclasses import dataclass, field
 from typing import Any
 
 from construct import (Bytes, Construct, Default, Flag, FocusedSeq, Int8ul, Int16ul, Int32sl, Int32ul, Int64ul,
-                       Struct, Terminated)
+                       StreamError, Struct, Terminated, TerminatedError)
 
 from .enums import Access, AlarmCode, BolusKind, DenyReason, Direction, Mode, NakReason
 from .errors import CatalogueError, EncodeError
@@ -81,10 +81,6 @@ class MessageSpec:
         """construct's compiled form of the payload (about 3x faster); it sees only checked values."""
         return self.payload.compile()
 
-    @functools.cached_property
-    def compiled_whole(self) -> Construct:
-        """The compiled payload-then-end, for parsing bytes the frame's CRC has vouched for."""
-        return self.whole.compile()
 
     def build(self, message: Any) -> bytes:
         """The payload bytes of `message`, through construct's compiled form (checked first, so
@@ -99,7 +95,24 @@ class MessageSpec:
         Raises construct's errors (or UnicodeDecodeError) on a malformed payload; the framing
         layer turns them into PayloadError.
         """
-        return from_parsed(self.info, self.compiled_whole.parse(payload))
+        stream = _ExactReads(payload)
+        parsed = self.compiled_payload.parse_stream(stream)
+        left = len(payload) - stream.tell()
+        if left:
+            raise TerminatedError(f"{left} bytes after the {self.name} payload; expected its end")
+        return from_parsed(self.info, parsed)
+
+
+class _ExactReads(io.BytesIO):
+    """A payload for construct's compiled parser. Its generated code reads with io.read(n) and takes
+    a short read as data (a Flag cut off reads as True, a Bytes or a text comes back short), where
+    the interpreted form raises; here a short read raises too, so a payload cut short is refused."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        if size is not None and size >= 0 and len(data) != size:
+            raise StreamError(f"the payload ends {size - len(data)} bytes short of its next field")
+        return data
 
 
 _CATALOGUE: dict[int, MessageSpec] = {}
