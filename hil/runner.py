@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from importlib.metadata import version as _version
 from typing import Any, Callable, Protocol, Sequence
 
 from firmware_model.alarms import AlarmCode
@@ -34,10 +35,11 @@ from .reference import ReferencePump
 from .rig import Rig
 from .scenario import Scenario, Step
 from .session import RigSession
-from .verdicts import Check, Divergence, ScenarioResult, Verdict
+from .verdicts import Check, DeviceIdentity, Divergence, ScenarioResult, TelemetryPoint, Verdict
 from .wire_model import WIRE_TYPES, refusal_to_nak, telemetry_message
 
 AHEAD_FAULTS = ("occlusion", "clear_occlusion", "mri", "stall")   # plant faults: set up before their tick
+TOOL_VERSION = _version("ithil")
 
 
 class Progress(Protocol):
@@ -116,7 +118,12 @@ class _Run:
     # ---- the scenario ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        self.client.hello()
+        hello = self.client.hello()
+        self.result.device = DeviceIdentity(hello.firmware, hello.serial_number, hello.version, TOOL_VERSION)
+        trace = self.result.trace
+        trace.stroke_nl = self.reference.config.mechanism.stroke_nl
+        detector = self.reference.config.detector
+        trace.occlusion_threshold_pa = detector.threshold_pa if detector is not None else None
         self.compare_status()
         previous: Step | None = None
         for step in self.scenario.steps:
@@ -137,6 +144,8 @@ class _Run:
         self.compare_status()
         self.compare_log()
         self.result.simulated_ticks = self.now
+        trace.alarms = [(r.tick, _alarm_name(r.args[0]), r.code == LogCode.ALARM_ON) for r in self.device_log
+                        if r.code in (LogCode.ALARM_ON, LogCode.ALARM_OFF)]
 
     def diverged(self, found: Divergence | None) -> None:
         """Keep the first divergence, with the frames around it."""
@@ -172,11 +181,17 @@ class _Run:
     def take_telemetry(self) -> None:
         """Check every Telemetry frame the device has sent against the model at its tick."""
         ref = self.reference
+        trace = self.result.trace
         for frame in self.client.telemetry():
             self.telemetry.append(frame)
-            if self.result.divergence is None and frame.tick >= ref.now:
-                ref.advance_to(frame.tick)
-                self.diverged(compare_telemetry(telemetry_message(ref.controller, frame.counter), frame, self.tol))
+            if frame.tick < ref.now:   # sent before the model's present (a fault set it there): not judged
+                continue
+            ref.advance_to(frame.tick)
+            expected = telemetry_message(ref.controller, frame.counter)
+            trace.device.append(_point(frame))
+            trace.model.append(_point(expected))
+            if self.result.divergence is None:
+                self.diverged(compare_telemetry(expected, frame, self.tol))
 
     # ---- faults ---------------------------------------------------------------------------------
 
@@ -260,6 +275,7 @@ class _Run:
             raise RigError("this scenario weighs, but the rig has no balance")
         got = balance.mass_ug()
         expected = mass_of_volume_ug(self.reference.outflow_nl(), self.density)
+        self.result.trace.balance.append((self.now, got, expected))
         if abs(got - expected) > self.tol.mass_ug and self.result.divergence is None:
             self.diverged(Divergence(self.now, "balance mass_ug", expected, got, f"±{self.tol.mass_ug}"))
         return got
@@ -381,6 +397,17 @@ class _Run:
             if r.code == LogCode.ALARM_ON and r.tick >= since and r.args[0] == alarm:
                 return r.tick
         return None
+
+
+def _point(frame: Any) -> TelemetryPoint:
+    return TelemetryPoint(frame.tick, frame.steps, frame.reservoir_nl, frame.pressure_pa, frame.active_alarms)
+
+
+def _alarm_name(code: int) -> str:
+    try:
+        return AlarmCode(code).name
+    except ValueError:
+        return f"alarm {code}"
 
 
 def _plain(value: Any) -> Any:

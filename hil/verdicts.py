@@ -57,6 +57,40 @@ class Check:
     requirements: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class TelemetryPoint:
+    """One telemetry frame's quantities (the device's, or the model's at the same tick)."""
+
+    tick: int
+    steps: int
+    reservoir_nl: int
+    pressure_pa: int
+    alarm_bits: int
+
+
+@dataclass
+class ScenarioTrace:
+    """What a report plots of one scenario: device and model side by side at the device's
+    telemetry ticks, the balance readings, the alarms the device logged, and the pump's scales."""
+
+    stroke_nl: int = 0
+    occlusion_threshold_pa: int | None = None
+    device: list[TelemetryPoint] = field(default_factory=list)
+    model: list[TelemetryPoint] = field(default_factory=list)        # at the same ticks as `device`
+    balance: list[tuple[int, int, int]] = field(default_factory=list)  # (tick, device µg, model µg)
+    alarms: list[tuple[int, str, bool]] = field(default_factory=list)  # (tick, alarm, on) from the device's log
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """Who answered hello: firmware, serial number, protocol version; and the tool that judged it."""
+
+    firmware: str = ""
+    serial_number: int = 0
+    protocol_version: int = 0
+    tool_version: str = ""
+
+
 @dataclass
 class ScenarioResult:
     """How one scenario went on one rig."""
@@ -70,6 +104,8 @@ class ScenarioResult:
     reason: str = ""             # why NOT_RUN or ERROR
     figures: dict[str, float] = field(default_factory=dict)  # measured figures (latency, errors, ...)
     gravimetric: dict[str, object] = field(default_factory=dict)  # step name -> hil.gravimetric.GravimetricResult
+    trace: ScenarioTrace = field(default_factory=ScenarioTrace)
+    device: DeviceIdentity | None = None
     simulated_ticks: int = 0
     wall_s: float = 0.0
     source: str = ""             # the scenario file
