@@ -43,7 +43,7 @@ import socket
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import pyvisa
 import pyvisa.errors
@@ -420,14 +420,22 @@ class BalanceReader:
             self._instrument.close()
             raise BalanceReadError(f"balance {resource}: cannot open it: {exc}") from exc.__cause__
 
+    recorder: Any = None   # a hil.recording.Recorder: every line both ways goes into the recording
+
     def _query(self, command: str) -> str:
         try:
-            return self._instrument.query(command)
+            reply = self._instrument.query(command)
         except (pyvisa.errors.Error, OSError) as exc:
             raise BalanceReadError(f"balance {self.resource}: no answer to {command!r} ({exc}); expected one "
                                    f"line within {self.timeout_s} s") from exc
+        if self.recorder is not None:
+            self.recorder.balance_line(True, command)
+            self.recorder.balance_line(False, reply)
+        return reply
 
     def _write(self, command: str) -> None:
+        if self.recorder is not None:
+            self.recorder.balance_line(True, command)
         try:
             self._instrument.write(command)
         except (pyvisa.errors.Error, OSError) as exc:

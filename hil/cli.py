@@ -14,6 +14,7 @@ from firmware_model.errors import ModelError
 from firmware_model.units import NL_PER_ML
 
 from .cli_emulate import emulate
+from .cli_run import replay_command
 from .cli_run import run as run_suite_command
 from firmware_model.prescription import load_prescription
 from firmware_model.simulate import run
@@ -24,6 +25,7 @@ model_app = typer.Typer(help="The reference model on its own.", no_args_is_help=
 app.add_typer(model_app, name="model")
 app.command("emulate")(emulate)
 app.command("run")(run_suite_command)
+app.command("replay")(replay_command)
 protocol_app = typer.Typer(help="The wire protocol.", no_args_is_help=True)
 app.add_typer(protocol_app, name="protocol")
 

@@ -17,8 +17,17 @@
     ├── GravimetricError      balance samples or windows unfit for the IEC 60601-2-24 analysis
     ├── RigConfigError        a malformed rig.toml: names the file, the key and what was expected
     ├── RigError              a rig that cannot do what a scenario asks (start, fault, time mode)
+    ├── RecordingError        a recording (pcapng) that cannot be written, or read at all
+    ├── PumpDiverged          the device and the reference model disagreed (hil.twin): the Divergence
     └── ScenarioError         a malformed scenario or requirement file: names the key
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .verdicts import Divergence
 
 
 class HilError(Exception):
@@ -123,6 +132,27 @@ class RigError(HilError):
     inject, a time mode the runner cannot drive."""
 
 
+class PumpDiverged(HilError):
+    """The device and the reference model disagreed beyond the rig's tolerance while a test drove
+    both (hil.twin): `divergence` is the hil.verdicts.Divergence; the message is its own (tick,
+    quantity, the model's and the device's values, tolerance) with the frames before it."""
+
+    def __init__(self, divergence: "Divergence") -> None:
+        self.divergence = divergence
+        text = divergence.message()
+        if divergence.context:
+            text += "\nframes before it, oldest first:\n" + "\n".join(f"  {f}" for f in divergence.context)
+        super().__init__(text)
+
+
 class ScenarioError(HilError):
     """A scenario or requirement file that is malformed: names the file, the key and what was
     expected."""
+
+
+# ---- recordings (hil.recording) --------------------------------------------------------------------
+
+class RecordingError(HilError):
+    """A recording that cannot be written (a path, section metadata that is not JSON, a frame that
+    is not one whole frame), or a file with nothing readable in it (not pcapng): names the file or
+    the value and what was expected."""

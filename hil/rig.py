@@ -111,10 +111,12 @@ class RigConfig:
     tolerances: Tolerances
     balance: BalanceSettings | None
     faults: Mapping[str, FaultMethod]
+    document: Mapping[str, Any] = field(default_factory=dict)   # the parsed rig.toml, kept for recordings
 
     def with_device(self, **changes: Any) -> "RigConfig":
         """The same rig with some [device] keys changed (checked again by the kind)."""
-        return dataclasses.replace(self, device={**self.device, **changes})
+        device = {**self.device, **changes}
+        return dataclasses.replace(self, device=device, document={**self.document, "device": device})
 
 
 # ---- the registry ---------------------------------------------------------------------------------
@@ -244,7 +246,7 @@ def rig_config(data: Mapping[str, Any], folder: Path) -> RigConfig:
     faults = _faults(section("faults", set(FAULTS), {}))
     return RigConfig(rig.text("name", folder.name), kind, rig.text("description", ""), folder, time_mode,
                      dict(device), _key(keys, "clinician", Role.CLINICIAN), _key(keys, "patient", Role.PATIENT),
-                     pump, params, seed, tolerances, balance, faults)
+                     pump, params, seed, tolerances, balance, faults, dict(data))
 
 
 def rig_pump(pump: Any, mechanism: Any, plant: Any, where: str = "") -> tuple[PumpConfig, PlantParams, int]:

@@ -10,8 +10,10 @@
     serial    a board, or a firmware on an emulated board, reached at a pyserial URL (/dev/ttyACM0,
               socket://, rfc2217://). [device]: url; start (argv of a command that starts the
               device; "{port}" and "{balance_port}" in it, in url and in the balance resource
-              become free TCP ports, "{folder}" the rig's folder); ready_timeout_s (how long the
-              device may take to answer hello).
+              become free TCP ports, "{folder}" the rig's folder, "{python}" this Python);
+              ready_timeout_s (how long the device may take to answer hello). url may be a list,
+              one board per pytest-xdist worker: worker gwN takes the N-th (a run without xdist
+              the first).
     rtl       the Verilog of the pump hardware under cocotb; it speaks no protocol to a host, so
               it has no sessions: its benches run under pytest (tests/rtl).
 """
@@ -19,9 +21,11 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shlex
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -72,9 +76,9 @@ class EmulatorRig(Rig):
         self.test_mode = device.flag("test_mode", True)
         self.baud = device.integer("baud", None, minimum=1) if device.has("baud") else None
         cfg = self.config
-        if any(device.has(k) for k in ("pump", "mechanism", "plant")):
-            pump, params, seed = rig_pump(device.raw("pump", {}), device.raw("mechanism", {}),
-                                          device.raw("plant", {}), where="device.")
+        if any(device.has(k) for k in ("pump", "mechanism", "plant")):   # each key over the rig's own table
+            tables = [{**_table(cfg.document.get(k)), **_table(device.raw(k, {}))} for k in ("pump", "mechanism", "plant")]
+            pump, params, seed = rig_pump(*tables, where="device.")
         else:
             pump, params, seed = cfg.pump, cfg.plant_params, cfg.plant_seed
         self.variant = DeviceVariant(pump, params, seed)
@@ -129,7 +133,14 @@ class SerialRig(Rig):
     device_keys = {"url", "start", "ready_timeout_s", "answer_timeout_s"}
 
     def read_device(self, device: Any) -> None:
-        self.url = device.text("url")
+        urls = device.raw("url")
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
+            raise RigConfigError(f"device.url = {urls!r}: expected a URL, or a list of URLs (one board per "
+                                 "pytest-xdist worker)")
+        self.urls: list[str] = urls
+        self.url = urls[0]
         start = device.raw("start", [])
         if isinstance(start, str):
             start = shlex.split(start)
@@ -141,11 +152,12 @@ class SerialRig(Rig):
 
     def open(self, prompt: Callable[[str], None] | None = None) -> RigSession:
         cfg = self.config
-        texts = [self.url, *self.start, cfg.balance.resource if cfg.balance is not None else ""]
-        fill = {"folder": str(cfg.folder)}
+        chosen = worker_url(self.urls)
+        texts = [chosen, *self.start, cfg.balance.resource if cfg.balance is not None else ""]
+        fill = {"folder": str(cfg.folder), "python": sys.executable}
         for name in ("port", "balance_port"):
             fill[name] = str(_free_port()) if any("{" + name + "}" in t for t in texts) else ""
-        url = self.url.format(**fill)
+        url = chosen.format(**fill)
         process = None
         if self.start:
             argv = [a.format(**fill) for a in self.start]
@@ -215,6 +227,30 @@ class RtlRig(Rig):
         raise RigError(f"rig {self._name!r} is the pump hardware's RTL under cocotb: it has no protocol link for "
                        "scenarios; its benches run with `pytest tests/rtl` (make test). Expected a rig of kind "
                        "emulator or serial")
+
+
+def worker_url(urls: list[str], worker: str | None = None) -> str:
+    """The URL of this process's board: the only one, or under pytest-xdist (`worker`, default
+    $PYTEST_XDIST_WORKER, "gw0", "gw1", ...) the worker's own, so no two workers share a board."""
+    if len(urls) == 1:
+        return urls[0]
+    worker = os.environ.get("PYTEST_XDIST_WORKER") if worker is None else worker
+    if not worker:
+        return urls[0]
+    digits = worker.removeprefix("gw")
+    if not digits.isdigit():
+        raise RigError(f"pytest-xdist worker {worker!r}: cannot tell its index; expected a name gw0, gw1, ... "
+                       "to choose one of device.url's URLs")
+    index = int(digits)
+    if index >= len(urls):
+        raise RigError(f"device.url lists {len(urls)} URLs (one board per pytest-xdist worker) but worker "
+                       f"{worker} needs URL number {index + 1}; expected at least as many URLs as workers "
+                       f"(run with -n {len(urls)} or fewer)")
+    return urls[index]
+
+
+def _table(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
 
 
 def _free_port() -> int:

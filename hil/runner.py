@@ -57,8 +57,10 @@ class Refusal:
 
 
 def run_scenario(rig: Rig, scenario: Scenario, progress: Progress | None = None,
-                 prompt: Callable[[str], None] | None = None) -> ScenarioResult:
-    """Run one scenario on a fresh device of `rig` beside the reference model; its result."""
+                 prompt: Callable[[str], None] | None = None, recorder: Any = None) -> ScenarioResult:
+    """Run one scenario on a fresh device of `rig` beside the reference model; its result.
+    `recorder` (a hil.recording.Recorder): every frame and balance line of the run goes into a
+    section of its own, with the scenario and the rig, so `ithil replay` can judge it again."""
     result = ScenarioResult(scenario.id, scenario.title, scenario.covers, source=scenario.source)
     config = rig.config
     missing = sorted(f for f in scenario.faults if f not in config.faults)
@@ -72,6 +74,11 @@ def run_scenario(rig: Rig, scenario: Scenario, progress: Progress | None = None,
     started = time.perf_counter()
     try:
         with rig.open(prompt) as session:
+            if recorder is not None:
+                recorder.start_section(recording_meta(rig, scenario, session))
+                session.client.transport.record(recorder)
+                if session.balance is not None:
+                    session.balance.recorder = recorder
             _Run(rig, scenario, session, result, progress).run()
     except (HilError, ModelError, OSError) as exc:
         result.verdict, result.reason = Verdict.ERROR, f"{type(exc).__name__}: {exc}"
@@ -80,17 +87,27 @@ def run_scenario(rig: Rig, scenario: Scenario, progress: Progress | None = None,
 
 
 def run_suite(rig: Rig, scenarios: Sequence[Scenario], progress: Progress | None = None,
-              prompt: Callable[[str], None] | None = None) -> list[ScenarioResult]:
+              prompt: Callable[[str], None] | None = None, recorder: Any = None) -> list[ScenarioResult]:
     """Every scenario, one after the other, each on a fresh device."""
     results = []
     for scenario in scenarios:
         if progress is not None:
             progress.scenario_started(scenario.id, scenario.title, scenario.end_tick)
-        result = run_scenario(rig, scenario, progress, prompt)
+        result = run_scenario(rig, scenario, progress, prompt, recorder)
         if progress is not None:
             progress.scenario_finished(result)
         results.append(result)
     return results
+
+
+def recording_meta(rig: Rig, scenario: Scenario, session: RigSession) -> dict[str, Any]:
+    """What a recording's section keeps beside the frames: the scenario and the rig as parsed (the
+    rig's keys left out: a recording may travel), where the device was, and the tool."""
+    config = rig.config
+    return {"scenario": {"id": scenario.id, "source": scenario.source, "document": dict(scenario.document)},
+            "rig": {"name": config.name, "kind": config.kind, "folder": str(config.folder),
+                    "document": {k: v for k, v in config.document.items() if k != "keys"}},
+            "url": session.client.url, "device": session.description, "ithil": TOOL_VERSION}
 
 
 class _Run:

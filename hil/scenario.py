@@ -112,6 +112,7 @@ class Scenario:
     source: str = ""
     description: str = ""
     labels: Mapping[str, Step] = field(default_factory=dict)
+    document: Mapping[str, Any] = field(default_factory=dict)   # the parsed file, kept for recordings
 
     @property
     def faults(self) -> set[str]:
@@ -166,7 +167,7 @@ def scenario_from(data: Mapping[str, Any], source: str = "scenario") -> Scenario
     end = max([head.duration("end", 0)] + [s.at_tick + s.args.get("duration_ticks", 0) for s in steps
                                             if s.do == "gravimetric"] + [steps[-1].at_tick])
     return Scenario(head.text("id"), head.text("title"), covers, tuple(steps), end, source,
-                    head.text("description", ""), labels)
+                    head.text("description", ""), labels, dict(data))
 
 
 def _step(t: Table, index: int, covers: tuple[str, ...], labels: Mapping[str, Step]) -> Step:

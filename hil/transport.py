@@ -13,6 +13,7 @@ network exchange on rfc2217://).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import serial
 from serial.urlhandler import protocol_socket
@@ -46,6 +47,8 @@ class Transport:
         self._in_waiting_is_a_flag = isinstance(self.port, protocol_socket.Serial)
         self.bytes_written = 0
         self.bytes_read = 0
+        self.recorder: Any = None   # a hil.recording.Recorder: every frame both ways goes into the recording
+        self._frames_out = self._frames_in = None
 
     def __enter__(self) -> "Transport":
         return self
@@ -60,6 +63,13 @@ class Transport:
     def is_open(self) -> bool:
         return bool(self.port.is_open)
 
+    def record(self, recorder: Any) -> None:
+        """From now on, put every whole frame written and read into `recorder` (None: stop)."""
+        from .recording import FrameSplitter
+
+        self.recorder = recorder
+        self._frames_out, self._frames_in = FrameSplitter(), FrameSplitter()
+
     def write(self, data: bytes) -> None:
         """Send all of `data` (frames, already encoded)."""
         try:
@@ -67,6 +77,9 @@ class Transport:
         except (serial.SerialException, OSError) as exc:
             raise TransportError(f"{self.url}: writing {len(data)} bytes failed: {exc}") from None
         self.bytes_written += len(data)
+        if self.recorder is not None:
+            for frame in self._frames_out.feed(data):
+                self.recorder.frame(True, frame)
 
     def read(self, wait_s: float) -> bytes:
         """The bytes that have arrived, waiting up to `wait_s` for the first one (b"" on time-out).
@@ -97,6 +110,9 @@ class Transport:
         except (serial.SerialException, OSError) as exc:
             raise TransportError(f"{self.url}: reading failed: {exc}") from None
         self.bytes_read += len(data)
+        if self.recorder is not None:
+            for frame in self._frames_in.feed(data):
+                self.recorder.frame(False, frame)
         return data
 
     def discard_input(self) -> None:
