@@ -38,6 +38,22 @@ def protocol_docs(out: Path = typer.Option(Path("docs/protocol.md"), "--out", he
     typer.echo(f"wrote {write_protocol_doc(out)}")
 
 
+@protocol_app.command("wireshark")
+def protocol_wireshark(out: Path = typer.Option(Path("ithil.lua"), "--out", help="Where to write it.")) -> None:
+    """Write a Wireshark dissector (Lua) for recordings, generated from the protocol definitions."""
+    from protocol.wireshark import write_dissector
+
+    try:
+        path = write_dissector(out)
+    except OSError as exc:
+        typer.echo(f"error: cannot write {out}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path}\n"
+               f"use it: wireshark -X lua_script:{path} rec.pcapng  (or tshark -X lua_script:{path} -r rec.pcapng)\n"
+               f"or for good: copy it into ~/.local/lib/wireshark/plugins/; "
+               "recordings come from ithil run --record")
+
+
 @model_app.command("run")
 def model_run(
     prescription: Path = typer.Argument(..., help="A prescription TOML file (see examples/)."),

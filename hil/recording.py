@@ -75,9 +75,21 @@ OUTBOUND = _direction_flags("outbound")   # 10: host -> device (or balance)
 
 # ---- writing ------------------------------------------------------------------------------------
 
+class _ZeroLength(bytes):
+    """No bytes, yet true: python-pcapng refuses packet data that tests false (`if not packet`),
+    and an empty balance line (an empty reply) is a zero-length packet, which pcapng allows."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+_EMPTY = _ZeroLength()
+
+
 class Recorder:
-    """Writes a recording as the run goes: `start_section(meta)` per scenario run, then every frame
-    and balance line. Context manager; safe to call from several threads (one lock)."""
+    """Writes a recording as the run goes (the file is created, or emptied): `start_section(meta)`
+    per scenario run, then every frame and balance line. Context manager; one lock, so a reader
+    thread and a writer thread may both record."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -137,9 +149,9 @@ class Recorder:
         data = bytes(data)
         where = data.find(DELIMITER)
         if not data or where != len(data) - 1:
-            raise RecordingError(f"{len(data)} bytes with {'no' if where < 0 else 'a'} 0x00 "
-                                 f"{'' if where < 0 else f'at offset {where} '}: expected one frame, ending in "
-                                 "its 0x00 delimiter and holding no other (FrameSplitter cuts a byte stream so)")
+            found = "no 0x00" if where < 0 else f"a 0x00 at offset {where}"
+            raise RecordingError(f"a frame of {len(data)} bytes with {found}: expected one frame, ending in its "
+                                 "0x00 delimiter and holding no other (FrameSplitter cuts a byte stream so)")
         self._write(PUMP_INTERFACE, outbound, data)
 
     def balance_line(self, outbound: bool, line: str) -> None:
@@ -150,7 +162,7 @@ class Recorder:
         line = line[:-1] if line.endswith("\n") else line
         if "\n" in line:
             raise RecordingError(f"balance line {line!r} holds a line break: expected one line")
-        self._write(BALANCE_INTERFACE, outbound, line.encode("utf-8", "surrogateescape"))
+        self._write(BALANCE_INTERFACE, outbound, line.encode("utf-8", "surrogateescape") or _EMPTY)
 
     def flush(self) -> None:
         """Push what is written to the operating system (every block is, already)."""
@@ -222,6 +234,8 @@ def _not_json(value: Any, path: str) -> str:
 
 def _option_chunks(text: str) -> list[str]:
     """`text` in pieces of at most MAX_OPTION_BYTES UTF-8 bytes, cut between characters."""
+    if len(text.encode("utf-8", "surrogatepass")) <= MAX_OPTION_BYTES:
+        return [text]
     chunks, start, size = [], 0, 0
     for index, char in enumerate(text):
         width = len(char.encode("utf-8", "surrogatepass"))

@@ -5,6 +5,7 @@
     fields.py     field types and what is derived from a definition (checks, records, docs)
     messages.py   the catalogue: every message with its stable id
     fastpath.py   codecs generated from the definitions (struct runs, enums, texts, lists): the fast path
+    wireshark.py  a Wireshark Lua dissector generated from the definitions (ithil protocol wireshark)
     framing.py    header, signature block, CRC, COBS; encode_frame and decode_frame
     signing.py    keys, signer and verifier (MAVLink 2 style, HMAC-SHA256)
     decoder.py    the streaming decoder: any chunking in, frames out, bad frames counted
