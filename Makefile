@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/ithil run --rig $(DEMO_RIG) --junit out/junit.xml
+	$(BIN)/ithil run --rig $(DEMO_RIG) --junit out/junit.xml --html out/report.html --record out/run.pcapng
 
 test: setup
 	$(BIN)/python -m pytest -n auto -q
