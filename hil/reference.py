@@ -18,7 +18,13 @@ from firmware_model.commands import Command, Response, StatusReport
 from firmware_model.controller import Controller, PumpConfig
 from firmware_model.errors import LimitExceeded
 from firmware_model.event_log import EventLog
-from firmware_model.plant import Jam, MriExposure, Occlusion, Plant
+from firmware_model.plant import Jam, MriExposure, Occlusion, Plant, PlantParams
+
+
+def declared_pump(config: PumpConfig, plant_params: PlantParams, seed: int) -> "ReferencePump":
+    """The model a rig's device is judged against: the rig's declared pump, calibration and patient
+    (RigConfig.pump, .plant_params, .plant_seed)."""
+    return ReferencePump(config, Plant(plant_params, seed=seed, stroke_nl=config.mechanism.stroke_nl))
 
 
 class ReferencePump:

@@ -23,7 +23,7 @@ from firmware_model.alarms import AlarmCode
 from firmware_model.commands import Accepted, BolusDenied, StatusReport
 from firmware_model.errors import CommandRefused, ModelError
 from firmware_model.event_log import LogCode, Record
-from firmware_model.plant import Jam, MriExposure, Occlusion, Plant
+from firmware_model.plant import Jam, MriExposure, Occlusion
 from firmware_model.units import TICK_HZ, TICKS_PER_MINUTE
 from protocol import NakReason
 
@@ -31,7 +31,7 @@ from .balance import mass_of_volume_ug
 from .compare import compare_answers, compare_logs, compare_telemetry, compare_values
 from .errors import HilError, PumpRefused, RigError
 from .gravimetric import analyse
-from .reference import ReferencePump
+from .reference import declared_pump
 from .rig import Rig
 from .scenario import Scenario, Step
 from .session import RigSession
@@ -120,8 +120,7 @@ class _Run:
         self.client = session.client
         self.tol = config.tolerances
         self.density = config.balance.density_ug_per_ul if config.balance is not None else 0
-        self.reference = ReferencePump(config.pump, Plant(config.plant_params, seed=config.plant_seed,
-                                                          stroke_nl=config.pump.mechanism.stroke_nl))
+        self.reference = declared_pump(config.pump, config.plant_params, config.plant_seed)
         self.now = 0
         self.step_ticks: dict[str, int] = {}          # label -> tick
         self.weighed: dict[str, int] = {}             # label -> the device's balance reading, µg
