@@ -94,6 +94,7 @@ class Recorder:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: BinaryIO = open(self.path, "wb")
         except OSError as exc:
             raise RecordingError(f"cannot write the recording {self.path}: {exc.strerror}; expected a path "

@@ -157,16 +157,17 @@ def requirement_verdicts(catalogue: Mapping[str, Requirement],
             if req.id not in result.covers:
                 continue
             covering.append(result.scenario)
-            mine = _verdict_for(result, req.id)
+            mine = verdict_for(result, req.id)
             if verdict is None or mine.rank > verdict.rank:
                 verdict = mine
-                why = f"{result.scenario}: " + "; ".join(_why_for(result, req.id)) if mine is not Verdict.PASS else ""
+                why = f"{result.scenario}: " + "; ".join(why_for(result, req.id)) if mine is not Verdict.PASS else ""
         out.append(RequirementVerdict(req, verdict or Verdict.NOT_RUN, tuple(covering),
                                       why or ("no scenario covers it" if verdict is None else "")))
     return out
 
 
-def _verdict_for(result: ScenarioResult, req_id: str) -> Verdict:
+def verdict_for(result: ScenarioResult, req_id: str) -> Verdict:
+    """What one scenario says of one requirement it covers."""
     if result.verdict in (Verdict.ERROR, Verdict.NOT_RUN):
         return result.verdict
     if result.divergence is not None and _guards(result.divergence, req_id):
@@ -174,7 +175,8 @@ def _verdict_for(result: ScenarioResult, req_id: str) -> Verdict:
     return Verdict.FAIL if any(not c.passed and req_id in c.requirements for c in result.checks) else Verdict.PASS
 
 
-def _why_for(result: ScenarioResult, req_id: str) -> list[str]:
+def why_for(result: ScenarioResult, req_id: str) -> list[str]:
+    """Why a scenario does not pass a requirement, in words (empty when it does)."""
     if result.verdict in (Verdict.ERROR, Verdict.NOT_RUN):
         return [result.reason]
     out = [result.divergence.message()] if result.divergence is not None and _guards(result.divergence, req_id) else []

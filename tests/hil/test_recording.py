@@ -282,7 +282,6 @@ def test_a_file_that_is_not_pcapng_is_refused_saying_what_was_expected(tmp_path:
 
 # ---- other tools read it ----------------------------------------------------------------------------
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 def test_tshark_reads_the_file_and_counts_every_packet(tmp_path: Path) -> None:
     path = tmp_path / "run.pcapng"
     expected = write_recording(path)
