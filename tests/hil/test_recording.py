@@ -166,8 +166,10 @@ def test_what_is_not_one_whole_frame_or_comes_out_of_turn_is_refused(tmp_path: P
     recorder.close()
     with pytest.raises(RecordingError, match="closed"):
         recorder.frame(True, b"\x01\x00")
+    Recorder(tmp_path / "new" / "folder" / "made.pcapng").close()    # missing folders are made
+    (tmp_path / "a-file").write_text("")
     with pytest.raises(RecordingError, match="cannot write"):
-        Recorder(tmp_path / "no" / "such" / "folder.pcapng")
+        Recorder(tmp_path / "a-file" / "below.pcapng")              # but not below a file
 
 
 # ---- FrameSplitter --------------------------------------------------------------------------------
