@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from .calibration import Mechanism
-from .commands import (ClinicianBolus, Command, ConfigurePatientBolus, PatientBolusRequest,
+from .commands import (ClinicianBolus, Command, ConfigurePatientBolus,
                        PrimingBolus, ProgramContinuous, ProgramFlex, ProgramMinimumRate,
                        ProgramStopped)
 from .controller import PumpConfig

@@ -24,7 +24,7 @@ from firmware_model import alarms, commands
 from firmware_model.commands import Accepted, BolusDenied, BolusGranted, Command, Response, StatusReport
 from firmware_model.controller import Controller
 from firmware_model.errors import CommandRefused, LimitExceeded, NotAllowedNow
-from firmware_model.event_log import RECORD_SIZE, EventLog, LogCode, Record
+from firmware_model.event_log import RECORD_SIZE, EventLog, Record
 from firmware_model.plant import MriExposure, Occlusion
 from protocol import enums
 from protocol import messages as m

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import random
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -389,3 +390,31 @@ def to_buildable(info: FieldInfo, value: Any) -> Any:
     if info.kind is Kind.LIST:
         return [to_buildable(info.element, x) for x in value]  # type: ignore[arg-type]
     return value
+
+
+# ---- random valid values, for fuzzing and property tests ------------------------------------------
+
+RANDOM_TEXT = "az09 ,;:\"'\\µé日-\t"   # ASCII, quotes and escapes, two- and three-byte UTF-8
+
+
+def random_value(info: FieldInfo, rng: random.Random) -> Any:
+    """A valid value of a field (or a whole message) from its description, the extremes of its
+    range now and then; texts cut to their byte limit at a character boundary."""
+    if info.optional and rng.random() < 0.25:
+        return None
+    if info.kind is Kind.INT:
+        return rng.choice([info.lo, info.hi, rng.randint(info.lo, info.hi)])
+    if info.kind is Kind.BOOL:
+        return rng.random() < 0.5
+    if info.kind is Kind.ENUM:
+        assert info.enum_type is not None
+        return rng.choice(list(info.enum_type))
+    if info.kind is Kind.TEXT:
+        text = "".join(rng.choice(RANDOM_TEXT) for _ in range(rng.randint(0, info.max_len)))
+        return text.encode("utf8")[:info.max_len].decode("utf8", "ignore")
+    if info.kind is Kind.BYTES:
+        return rng.randbytes(info.max_len)
+    if info.kind is Kind.LIST:
+        assert info.element is not None
+        return tuple(random_value(info.element, rng) for _ in range(rng.randint(0, min(info.max_len, 8))))
+    return info.record._make(random_value(f, rng) for f in info.fields)  # type: ignore[union-attr]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import shutil
 import struct
 import subprocess
 import time

@@ -20,7 +20,7 @@ from hil.device import default_test_keys
 from hil.recording import Recorder
 from protocol.crc import CRC_SIZE
 from protocol.enums import AlarmCode, BolusKind, Direction, Mode, NakReason
-from protocol.fields import FieldInfo, Kind
+from protocol.fields import FieldInfo, Kind, random_value
 from protocol.framing import HEADER, HEADER_INFO, SIGNATURE_INFO, decode_frame, encode_frame, frame_bytes
 from protocol.messages import (CATALOGUE, ClinicianBolus, FlexStep, GetStatus, Nak, ProgramFlex, Refill,
                                StatusReport, Telemetry)
@@ -93,31 +93,6 @@ ALL_FIELDS = sorted({
 
 
 # ---- the frames ------------------------------------------------------------------------------------
-
-TEXT = "az09 ,;:\"'\\µé日-\t"
-
-
-def random_value(info: FieldInfo, rng: random.Random) -> Any:
-    """A valid value of any field, from its description (extremes now and then)."""
-    if info.optional and rng.random() < 0.3:
-        return None
-    if info.kind is Kind.INT:
-        return rng.choice([info.lo, info.hi, rng.randint(info.lo, info.hi)])
-    if info.kind is Kind.BOOL:
-        return rng.random() < 0.5
-    if info.kind is Kind.ENUM:
-        assert info.enum_type is not None
-        return rng.choice(list(info.enum_type))
-    if info.kind is Kind.TEXT:
-        text = "".join(rng.choice(TEXT) for _ in range(rng.randint(0, info.max_len)))
-        return text.encode("utf8")[:info.max_len].decode("utf8", "ignore")
-    if info.kind is Kind.BYTES:
-        return rng.randbytes(info.max_len)
-    if info.kind is Kind.LIST:
-        assert info.element is not None
-        return tuple(random_value(info.element, rng) for _ in range(rng.randint(0, min(info.max_len, 4))))
-    return info.record._make(random_value(f, rng) for f in info.fields)  # type: ignore[union-attr]
-
 
 def frames() -> list[tuple[bool, bytes]]:
     """(outbound, frame as on the wire): the brief's examples, then two random messages of every id."""

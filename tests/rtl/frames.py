@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import enum
 import random
-import string
 from dataclasses import dataclass
-from typing import Any
 
 from protocol import messages
 from protocol.decoder import Decoder
 from protocol.enums import Role
 from protocol.errors import BadFrame
-from protocol.fields import FieldInfo, Kind
+from protocol.fields import random_value
 from protocol.framing import MAX_ENCODED_FRAME, cobs_decode, encode_frame, frame_bytes
 from protocol.signing import Key, Signer
 
@@ -48,34 +46,13 @@ class Judged:
     at_byte: int
 
 
-def random_value(rng: random.Random, info: FieldInfo) -> Any:
-    """A valid value of a field (or a whole message) from its description."""
-    if info.optional and rng.random() < 0.2:
-        return None
-    if info.kind is Kind.INT:
-        return rng.choice([info.lo, info.hi, rng.randint(info.lo, info.hi)])
-    if info.kind is Kind.BOOL:
-        return rng.random() < 0.5
-    if info.kind is Kind.ENUM:
-        assert info.enum_type is not None
-        return rng.choice(list(info.enum_type))
-    if info.kind is Kind.TEXT:
-        return "".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(0, info.max_len)))
-    if info.kind is Kind.BYTES:
-        return rng.randbytes(info.max_len)
-    if info.kind is Kind.LIST:
-        assert info.element is not None
-        return tuple(random_value(rng, info.element) for _ in range(rng.randint(0, min(info.max_len, 8))))
-    return info.record._make(random_value(rng, f) for f in info.fields)  # type: ignore[union-attr]
-
-
 def random_frame(rng: random.Random, signer: Signer) -> bytes:
     """A frame as protocol/ builds it: a catalogue message (a third of them signed), or any id
     and payload up to the largest (1,024 bytes)."""
     seq = rng.randrange(1 << 16)
     if rng.random() < 0.8:
         spec = rng.choice(list(messages.CATALOGUE.values()))
-        return encode_frame(random_value(rng, spec.info), seq, signer if rng.random() < 0.33 else None)
+        return encode_frame(random_value(spec.info, rng), seq, signer if rng.random() < 0.33 else None)
     size = rng.choice([0, rng.randint(0, 64), rng.randint(0, 300), messages.MAX_PAYLOAD])
     return frame_bytes(rng.randrange(256), rng.randbytes(size), seq)
 
