@@ -3,14 +3,17 @@
 Prescriptions, rig files and scenario files are all TOML written by people; a typo must be
 refused with the key's full name, never skipped. `Table` checks the keys a table may hold and
 reads each value as the pump's integer units: exact decimals (`scaled`), integers, flags, times
-of day ("HH:MM") and durations ("1 h 30 min", "90 s", "2 d") as ticks. Pure: the caller reads
-the file. The error raised is the caller's (PrescriptionError by default).
+of day ("HH:MM") and durations ("1 h 30 min", "90 s", "2 d") as ticks. Pure, but for
+`read_toml`, which reads a file for the callers that have one. The error raised is the caller's
+(PrescriptionError by default).
 """
 
 from __future__ import annotations
 
 import re
+import tomllib
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import PrescriptionError
@@ -120,6 +123,16 @@ class Table:
         key = present[0]
         scale, unit = options[key]
         return key, self.scaled(key, scale, unit, minimum=1)
+
+
+def read_toml(path: Path, error: type[Exception] = PrescriptionError) -> dict[str, Any]:
+    """A TOML file parsed, or `error` naming the file and why it cannot be read."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML ({exc})") from None
 
 
 def time_of_day(value: Any, where: str, error: type[Exception] = PrescriptionError) -> int:

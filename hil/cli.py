@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 from pathlib import Path
 
 import typer
@@ -17,6 +16,7 @@ from .cli_emulate import emulate
 from .cli_run import replay_command
 from .cli_run import run as run_suite_command
 from firmware_model.prescription import load_prescription
+from firmware_model.toml_table import read_toml
 from firmware_model.simulate import run
 
 app = typer.Typer(help="ithil: firmware emulator and HIL test rig for implantable intrathecal drug pumps.",
@@ -63,12 +63,9 @@ def model_run(
 ) -> None:
     """Simulate a prescription on the reference model and print what the pump did."""
     try:
-        data = tomllib.loads(prescription.read_text(encoding="utf-8"))
-    except OSError as exc:
-        typer.echo(f"error: cannot read {prescription}: {exc.strerror}", err=True)
-        raise typer.Exit(2) from None
-    except tomllib.TOMLDecodeError as exc:
-        typer.echo(f"error: {prescription} is not valid TOML: {exc}", err=True)
+        data = read_toml(prescription)
+    except ModelError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
         rx = load_prescription(data, str(prescription))

@@ -14,10 +14,9 @@ Each requirement cites its domain.md source and the hazard it guards, so that a 
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from firmware_model.toml_table import Table
+from firmware_model.toml_table import Table, read_toml
 
 from .errors import ScenarioError
 from .scenario import Scenario
@@ -29,13 +28,7 @@ DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "suites" / "require
 
 def load_requirements(path: Path = DEFAULT_CATALOGUE) -> dict[str, Requirement]:
     """The catalogue by id, in file order; ScenarioError names the entry and the key."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read the requirement catalogue ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
-    doc = Table(data, str(path), {"requirement"}, ScenarioError)
+    doc = Table(read_toml(path, ScenarioError), str(path), {"requirement"}, ScenarioError)
     entries = doc.raw("requirement")
     if not isinstance(entries, list) or not entries:
         raise ScenarioError(f"{path}: expected [[requirement]] entries")

@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import tomllib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -41,7 +40,7 @@ from firmware_model.calibration import Mechanism
 from firmware_model.controller import Controller, PumpConfig
 from firmware_model.errors import ModelError
 from firmware_model.plant import PlantParams
-from firmware_model.toml_table import Table
+from firmware_model.toml_table import Table, read_toml
 from protocol import Key, Role
 
 from .errors import RigConfigError
@@ -205,10 +204,7 @@ def load_rig(name_or_path: str | Path = DEFAULT_RIG) -> "Rig":
     if not path.exists():
         raise RigConfigError(f"rig {str(name_or_path)!r}: {path} does not exist; expected a rig folder with a "
                              f"rig.toml (rigs here: {', '.join(available_rigs())})")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise RigConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, RigConfigError)
     try:
         rig = data.get("rig") if isinstance(data.get("rig"), Mapping) else {}
         kind = rig.get("kind")

@@ -47,7 +47,6 @@ is made on every step anyway):
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -55,7 +54,7 @@ from typing import Any, Mapping
 from firmware_model import commands as c
 from firmware_model.alarms import AlarmCode
 from firmware_model.event_log import LogCode
-from firmware_model.toml_table import Table, duration_ticks, time_of_day
+from firmware_model.toml_table import Table, duration_ticks, read_toml, time_of_day
 
 from .errors import ScenarioError
 
@@ -126,12 +125,7 @@ class Scenario:
 def load_scenario(path: Path | str) -> Scenario:
     """A scenario file, checked; ScenarioError names the file, the key and what was expected."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read it ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, ScenarioError)
     try:
         return scenario_from(data, str(path))
     except ScenarioError as exc:
