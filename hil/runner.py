@@ -15,28 +15,26 @@ expectations' checks and the measured figures go into the ScenarioResult.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from importlib.metadata import version as _version
 from typing import Any, Callable, Protocol, Sequence
 
 from firmware_model.alarms import AlarmCode
 from firmware_model.commands import Accepted, BolusDenied, StatusReport
-from firmware_model.errors import CommandRefused, ModelError
+from firmware_model.errors import ModelError
 from firmware_model.event_log import LogCode, Record
 from firmware_model.plant import Jam, MriExposure, Occlusion
 from firmware_model.units import TICK_HZ, TICKS_PER_MINUTE
-from protocol import NakReason
+from protocol import messages as m
 
 from .balance import mass_of_volume_ug
-from .compare import compare_answers, compare_logs, compare_telemetry, compare_values
-from .errors import HilError, PumpRefused, RigError
+from .compare import compare_answers, compare_logs, compare_values
+from .errors import HilError, RigError
 from .gravimetric import analyse
-from .reference import declared_pump
+from .lockstep import InStep, Refusal
 from .rig import Rig
 from .scenario import Scenario, Step
 from .session import RigSession
 from .verdicts import Check, DeviceIdentity, Divergence, ScenarioResult, TelemetryPoint, Verdict
-from .wire_model import WIRE_TYPES, refusal_to_nak, telemetry_message
 
 AHEAD_FAULTS = ("occlusion", "clear_occlusion", "mri", "stall")   # plant faults: set up before their tick
 TOOL_VERSION = _version("ithil")
@@ -46,14 +44,6 @@ class Progress(Protocol):
     def scenario_started(self, scenario_id: str, title: str, simulated_ticks: int) -> None: ...
     def advanced(self, to_tick: int) -> None: ...
     def scenario_finished(self, result: ScenarioResult) -> None: ...
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A command the pump refused, as both sides report it: the Nak reason and the field named."""
-
-    reason: str
-    field: str
 
 
 def run_scenario(rig: Rig, scenario: Scenario, progress: Progress | None = None,
@@ -110,24 +100,21 @@ def recording_meta(rig: Rig, scenario: Scenario, session: RigSession) -> dict[st
             "url": session.client.url, "device": session.description, "ithil": TOOL_VERSION}
 
 
-class _Run:
+class _Run(InStep):
     """One scenario on one session (see the module docstring)."""
 
     def __init__(self, rig: Rig, scenario: Scenario, session: RigSession, result: ScenarioResult,
                  progress: Progress | None) -> None:
+        super().__init__(session, rig.config)
         config = rig.config
-        self.scenario, self.session, self.result, self.progress = scenario, session, result, progress
+        self.scenario, self.result, self.progress = scenario, result, progress
         self.client = session.client
-        self.tol = config.tolerances
         self.density = config.balance.density_ug_per_ul if config.balance is not None else 0
-        self.reference = declared_pump(config.pump, config.plant_params, config.plant_seed)
-        self.now = 0
         self.weighed: dict[str, int] = {}             # label -> the device's balance reading, µg
         self.telemetry: list[Any] = []                # the device's Telemetry frames, in order
         self.device_log: list[Record] = []
         self.device_status: StatusReport | None = None
         self.open_occlusion: tuple[int, int] | None = None  # (start tick, factor) of one with no end
-        self.acts: list[tuple[int, str, str, dict[str, Any]]] = []   # instrument/operator actions ahead
         self.where, self.guards = "at the start", scenario.covers    # the step under way and what it guards
 
     # ---- the scenario ---------------------------------------------------------------------------
@@ -160,120 +147,76 @@ class _Run:
         trace.alarms = [(r.tick, _alarm_name(r.args[0]), r.code == LogCode.ALARM_ON) for r in self.device_log
                         if r.code in (LogCode.ALARM_ON, LogCode.ALARM_OFF)]
 
-    def diverged(self, found: Divergence | None) -> None:
-        """Keep the first divergence, with the frames around it."""
-        if found is None or self.result.divergence is not None:
-            return
-        frames = tuple(f"{d} seq {seq}: {_frame_text(msg)}" for d, seq, msg in self.client.link.history)
-        self.result.divergence = Divergence(found.tick, found.quantity, found.expected, found.got, found.tolerance,
-                                            frames[-8:], self.where, tuple(self.guards))
+    def diverged(self, divergence: Divergence) -> None:
+        """The first divergence is the result's; the scenario goes on, its expectations judged."""
+        self.result.divergence = self.divergence
+
+    def check(self, found: Divergence | None) -> None:
+        """A comparison made in the step under way (only the first divergence counts)."""
+        if self.divergence is None:
+            self.found(found, self.where, tuple(self.guards))
 
     # ---- time -----------------------------------------------------------------------------------
 
     def advance(self, to_tick: int) -> None:
-        """Both pumps to `to_tick`, stopping on the way at each instrument or operator action due."""
-        while True:
-            due = [a for a in self.acts if a[0] <= to_tick]
-            stop = min((a[0] for a in due), default=to_tick)
-            self._advance_both(stop)
-            for act in [a for a in due if a[0] == stop]:
-                self.acts.remove(act)
-                self.session.act(act[1], act[2], tick=stop, **act[3])
-            if stop >= to_tick:
-                return
-
-    def _advance_both(self, to_tick: int) -> None:
-        if to_tick > self.now:
-            self.client.advance_to(to_tick)
-            self.now = to_tick
-        self.take_telemetry()
-        self.reference.advance_to(to_tick)
+        """Both pumps to `to_tick` (InStep.advance_to), the progress told."""
+        self.advance_to(to_tick)
         if self.progress is not None:
             self.progress.advanced(to_tick)
 
-    def take_telemetry(self) -> None:
-        """Check every Telemetry frame the device has sent against the model at its tick."""
-        ref = self.reference
-        trace = self.result.trace
-        for frame in self.client.telemetry():
-            self.telemetry.append(frame)
-            if frame.tick < ref.now:   # sent before the model's present (a fault set it there): not judged
-                continue
-            ref.advance_to(frame.tick)
-            expected = telemetry_message(ref.controller, frame.counter)
-            trace.device.append(_point(frame))
-            trace.model.append(_point(expected))
-            if self.result.divergence is None:
-                self.diverged(compare_telemetry(expected, frame, self.tol))
+    def on_telemetry(self, frame: Any, expected: Any | None) -> None:
+        self.telemetry.append(frame)
+        if expected is not None:
+            self.result.trace.device.append(_point(frame))
+            self.result.trace.model.append(_point(expected))
 
     # ---- faults ---------------------------------------------------------------------------------
 
     def fault_ahead(self, step: Step) -> None:
         """A plant fault (occlusion, its clearing, MRI, stall), set up on both before its tick."""
-        t, a = step.at_tick, step.args
+        t, a, ref = step.at_tick, step.args, self.reference
         end = t + a["duration_ticks"] if "duration_ticks" in a else None
         if step.do == "occlusion":
-            self._fault("occlusion", dict(start_tick=t, end_tick=end, factor=a["factor"]), t, end)
-            self.reference.occlusion(Occlusion(t, end, a["factor"]))
+            self._fault("occlusion", m.InjectOcclusion, dict(start_tick=t, end_tick=end, factor=a["factor"]),
+                        lambda: ref.occlusion(Occlusion(t, end, a["factor"])), t, end)
             self.open_occlusion = (t, a["factor"]) if end is None else None
         elif step.do == "clear_occlusion":
             if self.open_occlusion is None:
                 raise RigError(f"{step.name}: clear_occlusion with no open occlusion before it")
             start, factor = self.open_occlusion
-            self._fault("occlusion", dict(start_tick=start, end_tick=t, factor=factor), None, t)
-            self.reference.occlusion(Occlusion(start, t, factor))
+            self._fault("occlusion", m.InjectOcclusion, dict(start_tick=start, end_tick=t, factor=factor),
+                        lambda: ref.occlusion(Occlusion(start, t, factor)), None, t)
             self.open_occlusion = None
         elif step.do == "mri":
-            self._fault("mri", dict(start_tick=t, end_tick=end), t, end)
-            self.reference.mri(MriExposure(t, end))  # type: ignore[arg-type]
+            self._fault("mri", m.InjectMri, dict(start_tick=t, end_tick=end),
+                        lambda: ref.mri(MriExposure(t, end)), t, end)  # type: ignore[arg-type]
         elif step.do == "stall":
-            self._fault("stall", dict(start_tick=t, end_tick=end), t, end)
-            self.reference.stall(Jam(t, end))
-
-    def _fault(self, fault: str, values: dict[str, Any], start: int | None, end: int | None) -> None:
-        if self.session.method(fault).method == "test-mode":
-            self.session.schedule(fault, **values)
-            return
-        if start is not None:
-            self.acts.append((start, fault, "start", values))
-        if end is not None:
-            self.acts.append((end, fault, "end", values))
+            self._fault("stall", m.InjectStall, dict(start_tick=t, end_tick=end), lambda: ref.stall(Jam(t, end)),
+                        t, end)
 
     def fault_at(self, step: Step) -> None:
         """A battery drain or a reset, at the step's tick (both pumps are there)."""
-        t = step.at_tick
-        test_mode = self.session.method(step.fault).method == "test-mode"  # type: ignore[arg-type]
+        t, ref = step.at_tick, self.reference
         if step.do == "battery_drain":
-            values = dict(at_tick=t, charge_nc=step.args["charge_nc"])
-            self.reference.battery_drain(t, step.args["charge_nc"])
+            charge = step.args["charge_nc"]
+            self._fault("battery_drain", m.InjectBatteryDrain, dict(at_tick=t, charge_nc=charge),
+                        lambda: ref.battery_drain(t, charge), t, None)
         else:
-            values = dict(at_tick=t)
-            self.reference.reset(t)
-        if test_mode:
-            self.session.schedule(step.fault, **values)  # type: ignore[arg-type]
-        else:
-            self.session.act(step.fault, "start", tick=t, **values)  # type: ignore[arg-type]
-        self.take_telemetry()
+            self._fault("reset", m.InjectReset, dict(at_tick=t), lambda: ref.reset(t), t, None)
+
+    def _fault(self, fault: str, message: Any, values: dict[str, Any], on_model: Callable[[], None],
+               start: int | None, end: int | None) -> None:
+        refused = self.fault(fault, message, values, on_model, start, end, self.where, tuple(self.guards))
+        if refused is not None and self.divergence is None:
+            raise refused           # both refused the scenario's fault: the scenario is wrong, not the device
 
     # ---- actions --------------------------------------------------------------------------------
 
     def perform(self, step: Step) -> list[Any]:
         """Do the step's action on both; the device's answers (empty for faults and measurements)."""
         if "command" in step.args:
-            command = step.args["command"]
-            msg_id = WIRE_TYPES[type(command)].SPEC.msg_id
-            try:
-                got: list[Any] = self.client.execute(command)
-            except PumpRefused as exc:
-                got = [Refusal(NakReason(exc.reason).name, exc.field)]
-            try:
-                expected: list[Any] = self.reference.handle(command)
-            except CommandRefused as exc:
-                nak = refusal_to_nak(exc, msg_id)
-                expected = [Refusal(NakReason(nak.reason).name, nak.field)]
-            self.take_telemetry()
-            if self.result.divergence is None:
-                self.diverged(compare_answers(expected, got, self.tol, self.now))
+            expected, got, _ = self.both(step.args["command"])
+            self.check(compare_answers(expected, got, self.tol, self.now))
             return got
         if step.do == "weigh":
             self.weighed[step.label or step.name] = self.weigh()
@@ -289,8 +232,8 @@ class _Run:
         got = balance.mass_ug()
         expected = mass_of_volume_ug(self.reference.outflow_nl(), self.density)
         self.result.trace.balance.append((self.now, got, expected))
-        if abs(got - expected) > self.tol.mass_ug and self.result.divergence is None:
-            self.diverged(Divergence(self.now, "balance mass_ug", expected, got, f"±{self.tol.mass_ug}"))
+        if abs(got - expected) > self.tol.mass_ug:
+            self.check(Divergence(self.now, "balance mass_ug", expected, got, f"±{self.tol.mass_ug}"))
         return got
 
     def gravimetric(self, step: Step) -> None:
@@ -315,8 +258,7 @@ class _Run:
 
     def compare_status(self) -> None:
         self.device_status = got = self.client.status()
-        if self.result.divergence is None:
-            self.diverged(compare_values("status", self.reference.status(), got, self.tol, self.now))
+        self.check(compare_values("status", self.reference.status(), got, self.tol, self.now))
 
     def read_device_log(self) -> list[Record]:
         """The device's log, read on from where the last read stopped."""
@@ -330,8 +272,7 @@ class _Run:
         expected = list(self.reference.controller.log.records())
         first = expected[0].seq if expected else 0
         got = [r for r in self.read_device_log() if r.seq >= first]
-        if self.result.divergence is None:
-            self.diverged(compare_logs(expected, got, self.tol, self.now))
+        self.check(compare_logs(expected, got, self.tol, self.now))
 
     # ---- expectations ---------------------------------------------------------------------------
 
@@ -440,9 +381,3 @@ def _answer_text(answers: list[Any]) -> str:
 
 def _minutes(ticks: int) -> str:
     return f"{ticks / TICKS_PER_MINUTE:.2f} min" if ticks < 120 * TICKS_PER_MINUTE else f"{ticks / TICK_HZ / 3600:.2f} h"
-
-
-def _frame_text(message: Any) -> str:
-    fields = getattr(message, "_fields", ())
-    inner = ", ".join(f"{f}={getattr(message, f)!r}" for f in fields[:8])
-    return f"{type(message).__name__}({inner}{', ...' if len(fields) > 8 else ''})"

@@ -23,44 +23,29 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from firmware_model.commands import Command, GetStatus, Interrogate, Response
-from firmware_model.errors import CommandRefused
 from firmware_model.event_log import Record
 from firmware_model.plant import Jam, MriExposure, Occlusion
-from protocol import NakReason
 from protocol import messages as m
 
 from .client import PumpClient
-from .compare import compare_answers, compare_logs, compare_telemetry, compare_values
-from .errors import PumpDiverged, PumpRefused
-from .reference import ReferencePump, declared_pump
+from .compare import compare_answers, compare_logs, compare_values
+from .errors import PumpDiverged
+from .lockstep import InStep
 from .rig import Rig, RigConfig
-from .runner import Refusal, _frame_text
 from .session import RigSession
 from .verdicts import Divergence
-from .wire_model import WIRE_TYPES, refusal_to_nak, telemetry_message
 
-CONTEXT_FRAMES = 8                        # frames named with a divergence, as the runner keeps
 _STATUS_COMMANDS = (GetStatus, Interrogate)
 
 
-def reference_pump(config: RigConfig) -> ReferencePump:
-    """The model a rig's device is judged against (the runner builds the same)."""
-    return declared_pump(config.pump, config.plant_params, config.plant_seed)
-
-
-class TwinPump:
+class TwinPump(InStep):
     """A rig session's device and a reference pump in step (see the module docstring); a context manager."""
 
     def __init__(self, session: RigSession, config: RigConfig) -> None:
-        self.session = session
-        self.device: PumpClient = session.client
-        self.reference = reference_pump(config)
+        super().__init__(session, config)
         self.tolerances = config.tolerances
-        self.now = 0                                   # the tick both pumps are at
         self.hello_reply: Any = None
-        self.divergence: Divergence | None = None      # the first one found
         self._frames: list[Any] = []                   # Telemetry checked, not yet handed to the test
-        self._acts: list[tuple[int, str, str, dict[str, Any]]] = []   # instrument/operator actions ahead
         self._occlusions: set[int] = set()             # start ticks of the occlusions injected
 
     @classmethod
@@ -116,16 +101,7 @@ class TwinPump:
         PumpRefused). The status after it is compared too."""
         __tracebackhide__ = True
         where = f"{type(command).__name__} at tick {self.now}"
-        refused: PumpRefused | None = None
-        try:
-            got: list[Any] = self.device.execute(command)
-        except PumpRefused as exc:
-            refused, got = exc, [Refusal(NakReason(exc.reason).name, exc.field)]
-        try:
-            expected: list[Any] = self.reference.handle(command)
-        except CommandRefused as exc:
-            expected = [_refusal(exc, WIRE_TYPES[type(command)].SPEC.msg_id)]
-        self._take_telemetry()
+        expected, got, refused = self.both(command)
         if isinstance(command, _STATUS_COMMANDS) and [type(a) for a in expected] == [type(a) for a in got]:
             self._judge(compare_values("status", expected[0], got[0], self.tolerances, self.now), where)
         else:
@@ -150,25 +126,17 @@ class TwinPump:
         """The device's Telemetry frames since the last call (each already checked against the model
         at its tick), then those arriving until none has come for `wait_s` s."""
         __tracebackhide__ = True
-        self._take_telemetry(wait_s)
+        self.take_telemetry(wait_s)
         frames, self._frames = self._frames, []
         return iter(frames)
 
     # ---- time ------------------------------------------------------------------------------------
 
-    def advance_to(self, to_tick: int) -> int:
+    def advance_to(self, to_tick: int) -> int:  # type: ignore[override]
         """Lockstep: both pumps to `to_tick` (stopping at instrument or operator faults due on the
         way), each Telemetry frame checked at its tick, then the status; returns the tick."""
         __tracebackhide__ = True
-        while True:
-            due = [a for a in self._acts if a[0] <= to_tick]
-            stop = min((a[0] for a in due), default=to_tick)
-            self._advance_both(stop)
-            for act in [a for a in due if a[0] == stop]:
-                self._acts.remove(act)
-                self.session.act(act[1], act[2], tick=stop, **act[3])
-            if stop >= to_tick:
-                break
+        super().advance_to(to_tick)
         self._check_status(f"advancing to tick {to_tick}")
         return to_tick
 
@@ -176,14 +144,6 @@ class TwinPump:
         """Lockstep: both pumps `ticks` on from the present tick; returns the tick reached."""
         __tracebackhide__ = True
         return self.advance_to(self.now + ticks)
-
-    def _advance_both(self, to_tick: int) -> None:
-        __tracebackhide__ = True
-        if to_tick != self.now:
-            self.device.advance_to(to_tick)   # a tick in the past: the device's PumpRefused
-            self.now = to_tick
-        self._take_telemetry()
-        self.reference.advance_to(to_tick)
 
     # ---- faults ----------------------------------------------------------------------------------
 
@@ -227,73 +187,31 @@ class TwinPump:
 
     def _fault(self, fault: str, message: Any, values: dict[str, Any], on_model: Callable[[], None],
                start: int | None, end: int | None) -> None:
-        """`fault` by the rig's method on the device, `on_model` on the model; a test-mode message
-        the device refuses is compared with the model's refusal, as a command's would be."""
+        """`fault` on both (InStep.fault), then the status compared; a refusal both agree on is the
+        device's PumpRefused."""
         __tracebackhide__ = True
         where = f"{message.__name__} at tick {self.now}"
-        if self.session.method(fault).method != "test-mode":
-            on_model()                              # a model refusal is the test's mistake: raised as is
-            for tick, phase in ((start, "start"), (end, "end")):
-                if tick is None:
-                    continue
-                if tick <= self.now:
-                    self.session.act(fault, phase, tick=self.now, **values)
-                else:
-                    self._acts.append((tick, fault, phase, values))
-            self._check_status(f"after {where}")
-            return
-        refused: PumpRefused | None = None
-        try:
-            self.session.schedule(fault, **values)
-            got: list[Any] = []
-        except PumpRefused as exc:
-            refused, got = exc, [Refusal(NakReason(exc.reason).name, exc.field)]
-        try:
-            on_model()
-            expected: list[Any] = []
-        except CommandRefused as exc:
-            expected = [_refusal(exc, message.MSG_ID)]
-        self._take_telemetry()
-        self._judge(compare_answers(expected, got, self.tolerances, self.now), where)
+        refused = self.fault(fault, message, values, on_model, start, end, where)
         self._check_status(f"after {where}")
         if refused is not None:
             raise refused
 
     # ---- comparing -------------------------------------------------------------------------------
 
-    def _take_telemetry(self, wait_s: float = 0.0) -> None:
-        """Check every Telemetry frame the device has sent against the model at its tick (a frame
-        from before the model's present, where a fault set it, is not judged: as the runner)."""
-        __tracebackhide__ = True
-        ref = self.reference
-        for frame in self.device.telemetry(wait_s):
-            self._frames.append(frame)
-            if frame.tick < ref.now:
-                continue
-            ref.advance_to(frame.tick)
-            expected = telemetry_message(ref.controller, frame.counter)
-            self._judge(compare_telemetry(expected, frame, self.tolerances), f"telemetry at tick {frame.tick}")
+    def on_telemetry(self, frame: Any, expected: Any | None) -> None:
+        self._frames.append(frame)
 
     def _check_status(self, where: str) -> None:
         __tracebackhide__ = True
         got = self.device.status()
-        self._take_telemetry()
+        self.take_telemetry()
         self._judge(compare_values("status", self.reference.status(), got, self.tolerances, self.now), where)
 
     def _judge(self, found: Divergence | None, where: str) -> None:
-        """Raise PumpDiverged for a divergence, with the frames before it (kept as the first one)."""
         __tracebackhide__ = True
-        if found is None:
-            return
-        frames = tuple(f"{d} seq {seq}: {_frame_text(msg)}" for d, seq, msg in self.device.link.history)
-        divergence = Divergence(found.tick, found.quantity, found.expected, found.got, found.tolerance,
-                                frames[-CONTEXT_FRAMES:], where)
-        if self.divergence is None:
-            self.divergence = divergence
+        self.found(found, where)
+
+    def diverged(self, divergence: Divergence) -> None:
+        """Raise PumpDiverged: the test fails naming the divergence and the frames before it."""
+        __tracebackhide__ = True
         raise PumpDiverged(divergence)
-
-
-def _refusal(exc: CommandRefused, msg_id: int) -> Refusal:
-    """A model refusal as the device would report it (its Nak's reason and field)."""
-    nak = refusal_to_nak(exc, msg_id)
-    return Refusal(NakReason(nak.reason).name, nak.field)
