@@ -28,6 +28,7 @@ kinds register themselves and a package adds its own through the `ithil.rigs` en
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import importlib
 import os
@@ -120,7 +121,7 @@ class RigConfig:
 
 # ---- the registry ---------------------------------------------------------------------------------
 
-class Rig:
+class Rig(abc.ABC):
     """A kind of rig: reads its [device] table, and opens a session with a fresh device for each
     scenario (hil.session.RigSession). Subclasses register with `register_rig_kind`."""
 
@@ -143,9 +144,9 @@ class Rig:
     def read_device(self, device: Table) -> None:
         """Check the kind's [device] keys (names each bad one)."""
 
+    @abc.abstractmethod
     def open(self, prompt: Callable[[str], None] | None = None) -> Any:
         """A session with a fresh device: a connected client, the balance, the fault injectors."""
-        raise NotImplementedError
 
 
 RIG_KINDS: dict[str, type[Rig]] = {}

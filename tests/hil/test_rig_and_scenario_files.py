@@ -34,6 +34,9 @@ def test_a_rig_kind_registers_by_name() -> None:
         kind = "bench-test-kind"
         device_keys = {"url"}
 
+        def open(self, prompt=None):  # type: ignore[no-untyped-def]
+            raise RigError("a rig kind registered for this test only: it opens nothing")
+
     try:
         doc = copy.deepcopy(EMULATOR_TOML)
         doc["rig"]["kind"] = "bench-test-kind"
