@@ -363,10 +363,15 @@ class EmulatedDevice:
         self.reset(at_tick)
         return [m.Ack(_msg_id(frame))]
 
+    def _fixture_advance(self, frame: Frame) -> list[Any]:
+        raise NotAllowedNow("FixtureAdvance refused: this emulated pump has its own plant and sensors; "
+                            "expected AdvanceTime (a bench fixture feeds only a pump without a plant)")
+
     _HANDLERS: dict[type, Callable[["EmulatedDevice", Frame], list[Any]]] = {
         m.Hello: _hello, m.ReadLog: _read_log, m.AdvanceTime: _advance_time,
         m.InjectOcclusion: _inject_occlusion, m.InjectMri: _inject_mri,
         m.InjectBatteryDrain: _inject_battery_drain, m.InjectStall: _inject_stall, m.InjectReset: _inject_reset,
+        m.FixtureAdvance: _fixture_advance,
     }
 
     # ---- time -------------------------------------------------------------------------------

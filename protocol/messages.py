@@ -37,6 +37,8 @@ MAX_PAYLOAD = 1024          # bytes; every message's largest form fits (checked 
 DRUG_NAME_BYTES = 32
 MAX_FLEX_STEPS = 48         # the wire's limit; the pump's own (24 by default) refuses beyond it
 MAX_LOG_RECORDS = 31        # 32-byte records per LOG_RECORDS frame
+MAX_FIXTURE_SAMPLES = 64    # stroke samples per FixtureAdvance, stroke ticks per FixtureReport
+MAX_FIXTURE_LINES = 8       # sensor-line changes announced ahead per FixtureAdvance
 LOG_RECORD_SIZE = 32
 
 TO_PUMP, TO_HOST = Direction.TO_PUMP, Direction.TO_HOST
@@ -157,6 +159,19 @@ FLEX_STEP = record(
     "FlexStep",
     "start_tick" / u64 * "start of this rate, in ticks since midnight of the pump's clock; the first is 0",
     "rate_nl_per_day" / u32 * "basal rate from this start to the next",
+)
+
+STROKE_SAMPLE = record(
+    "StrokeSample",
+    "tick" / u64 * "the stroke's tick, as the pump asked for it",
+    "pressure_pa" / i32 * "the outlet pressure the sensor reads just after that stroke",
+)
+
+SENSOR_LINE = record(
+    "SensorLine",
+    "tick" / u64 * "from this tick on (the first may be the present tick: the level now)",
+    "rotor_held" / Flag * "the rotor cannot turn (a magnet or a jam): strokes do not land",
+    "emi" / Flag * "a scanner's field reaches the telemetry coil",
 )
 
 LOG_RECORD = record(
@@ -405,6 +420,14 @@ Telemetry = message(
     "battery_used_nc" / u64 * "charge drawn from the battery since implant",
 )
 
+FixtureReport = message(
+    0x51, "FixtureReport", TO_HOST, OPEN,
+    "Where a FixtureAdvance left the pump, and the ticks of the strokes it needs samples for next.",
+    "tick" / u64 * "the pump's present tick: the run's target, or just before a stroke it has no sample for",
+    "used" / u8 * "samples of the FixtureAdvance used (a prefix of them; the rest were for strokes not made)",
+    "wanted" / ListOf(u64, MAX_FIXTURE_SAMPLES) * "ticks of the next strokes that need a sample (empty: the target was reached)",
+)
+
 # ---- test mode (emulated rigs) -------------------------------------------------------------------
 
 AdvanceTime = message(
@@ -454,6 +477,16 @@ InjectReset = message(
     test_mode=True, answers=("Ack", "Nak"),
 )
 
+FixtureAdvance = message(
+    0x76, "FixtureAdvance", TO_PUMP, CLINICIAN,
+    "Lockstep with a bench fixture for a pump without a plant: run to a tick, with the sensor "
+    "samples of the strokes the pump asked for and the sensor lines ahead (hil.fixture).",
+    "to_tick" / u64 * "the tick to run to; never earlier than the present one",
+    "lines" / ListOf(SENSOR_LINE, MAX_FIXTURE_LINES) * "sensor-line levels from their ticks on, in tick order",
+    "samples" / ListOf(STROKE_SAMPLE, MAX_FIXTURE_SAMPLES) * "a sample per stroke tick the last FixtureReport wanted, in order",
+    test_mode=True, answers=("FixtureReport", "Nak"),
+)
+
 
 CATALOGUE: dict[int, MessageSpec] = dict(sorted(_CATALOGUE.items()))
 BY_NAME: dict[str, MessageSpec] = {spec.name: spec for spec in CATALOGUE.values()}
@@ -477,6 +510,8 @@ def record_type(definition: Struct) -> type:
 
 
 FlexStep = record_type(FLEX_STEP)
+StrokeSample = record_type(STROKE_SAMPLE)
+SensorLine = record_type(SENSOR_LINE)
 LogRecord = record_type(LOG_RECORD)
 
 

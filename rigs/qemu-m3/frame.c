@@ -31,12 +31,14 @@ const msg_spec CATALOGUE[] = {
     {0x45, -1, ACCESS_OPEN, 0, 0, "StatusReport"},
     {0x46, -1, ACCESS_OPEN, 0, 0, "LogRecords"},
     {0x50, 40, ACCESS_OPEN, 0, 0, "Telemetry"},
+    {0x51, -1, ACCESS_OPEN, 0, 0, "FixtureReport"},
     {0x70, 8, ACCESS_CLINICIAN, 1, 1, "AdvanceTime"},
     {0x71, 18, ACCESS_CLINICIAN, 1, 1, "InjectOcclusion"},
     {0x72, 16, ACCESS_CLINICIAN, 1, 1, "InjectMri"},
     {0x73, 16, ACCESS_CLINICIAN, 1, 1, "InjectBatteryDrain"},
     {0x74, 16, ACCESS_CLINICIAN, 1, 1, "InjectStall"},
     {0x75, 8, ACCESS_CLINICIAN, 1, 1, "InjectReset"},
+    {0x76, -1, ACCESS_CLINICIAN, 1, 1, "FixtureAdvance"},
 };
 const size_t CATALOGUE_COUNT = sizeof CATALOGUE / sizeof CATALOGUE[0];
 

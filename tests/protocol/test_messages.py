@@ -24,6 +24,7 @@ PINNED_IDS = {
     "Telemetry": 0x50,
     "AdvanceTime": 0x70, "InjectOcclusion": 0x71, "InjectMri": 0x72, "InjectBatteryDrain": 0x73,
     "InjectStall": 0x74, "InjectReset": 0x75,
+    "FixtureReport": 0x51, "FixtureAdvance": 0x76,
 }
 
 
@@ -49,7 +50,7 @@ def test_the_access_of_patient_and_test_mode_messages() -> None:
     assert patient == {"GetStatus", "PatientBolusRequest", "Interrogate"}
     test_mode = {s.name for s in m.CATALOGUE.values() if s.test_mode}
     assert test_mode == {"AdvanceTime", "InjectOcclusion", "InjectMri", "InjectBatteryDrain", "InjectStall",
-                         "InjectReset"}
+                         "InjectReset", "FixtureAdvance"}
 
 
 def test_the_hot_messages_have_a_fast_path() -> None:

@@ -1,0 +1,259 @@
+/* The pump controller in C: firmware_model/controller.py (and its leaves) as a firmware runs it.
+ *
+ * One static pump, no heap, integer only. The host moves time (lockstep: AdvanceTime); a bench
+ * fixture feeds the sensors: a pressure sample for every stroke that lands (the firmware asks for
+ * the ticks of its next strokes and the fixture answers with the plant's samples), and two lines,
+ * "rotor held" (step feedback: no stroke lands) and "EMI" (a scanner's field on the telemetry coil),
+ * each a level that changes at a tick the fixture announces ahead.
+ *
+ * Split in three files behind this one header:
+ *   pump_engine.c   time, motor, events, alarms, battery, detector, fluid path, event log, reset
+ *   pump_commands.c the command handlers (validate, then apply), the drug library, status
+ *   pump_wire.c     command payloads in, answer payloads out (docs/protocol.md layouts)
+ * device.c (the link) calls only the functions under "public API".
+ *
+ * Exactness: every state variable a host can observe (status, telemetry, log codes and ticks,
+ * answers, refusal reasons and fields) equals the model's, tick for tick. Where the model needs
+ * numbers past 2^64 the code splits the product (see step_scheduler.h); there is no __int128 on
+ * a Cortex-M3. */
+#ifndef ITHIL_PUMP_H
+#define ITHIL_PUMP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "step_scheduler.h"
+
+/* ---- the declared pump (rigs/qemu-m3/rig.toml [pump] [mechanism]; firmware_model defaults) ---- */
+#define PUMP_TICK_HZ 32768ull
+#define PUMP_TICKS_PER_MINUTE (60ull * PUMP_TICK_HZ)
+#define PUMP_TICKS_PER_HOUR (3600ull * PUMP_TICK_HZ)
+#define PUMP_TICKS_PER_DAY (86400ull * PUMP_TICK_HZ)
+#define PUMP_NL_PER_ML 1000000ll
+
+#define PUMP_RESERVOIR_CAPACITY_NL 20000000ll
+#define PUMP_LOW_RESERVOIR_NL 2000000ll
+#define PUMP_LOW_RESERVOIR_MIN_NL 1000000ll
+#define PUMP_LOW_RESERVOIR_MAX_NL 5000000ll
+#define PUMP_EMPTY_RESERVOIR_NL 1000000ll
+#define PUMP_REFILL_DISCREPANCY_NL 1000000ll /* 20 mL pump */
+#define PUMP_MAX_FLEX_STEPS 24
+#define PUMP_STALL_DETECT_STEPS 3
+#define PUMP_STALL_RETRY_TICKS (2ull * PUMP_TICKS_PER_HOUR)
+
+#define PUMP_STROKE_NL 250ll
+#define PUMP_MIN_RATE_NL_PER_DAY 48000ll
+#define PUMP_MAX_RATE_NL_PER_DAY 24000000ll
+#define PUMP_SAFE_RATE_NL_PER_DAY 6000ll
+#define PUMP_FLUID_PATH_NL (220000ll + 150000ll) /* pump tubing + catheter */
+
+/* battery.BatterySpec */
+#define BATTERY_CAPACITY_NC 985000000000ll
+#define BATTERY_STEP_CHARGE_NC 50000ll
+#define BATTERY_QUIESCENT_NC_PER_DAY 340000000ll
+#define BATTERY_ERI_RESERVE_NC 40000000000ll
+#define BATTERY_ERI_TO_EOS_TICKS (90ull * PUMP_TICKS_PER_DAY)
+#define BATTERY_MAX_SERVICE_TICKS (2557ull * PUMP_TICKS_PER_DAY)
+
+/* event_log: 32-byte records in a ring (DEFAULT_CAPACITY 8192 = 256 KiB) */
+#define LOG_CAPACITY 8192u
+#define LOG_RECORD_SIZE 32u
+#define PUMP_CHECKPOINT_RECORDS (LOG_CAPACITY / 4u)
+
+/* occlusion.DetectorSettings defaults */
+#define DETECTOR_THRESHOLD_PA 40000
+#define DETECTOR_RISE_PA 5000
+#define DETECTOR_RISE_STEPS 64
+#define DETECTOR_CUSUM_KAPPA_PA 40
+#define DETECTOR_CUSUM_CLIP_PA 250
+#define DETECTOR_CUSUM_H_PA 1000
+#define DETECTOR_DEFICIT_NL 10000
+#define DETECTOR_DEFICIT_STEPS 400
+#define DETECTOR_COMPLIANCE_NL_PER_KPA 2000
+#define DETECTOR_HISTORY 400 /* max(rise_steps, deficit_steps) */
+
+/* ---- enumerations (the model's values; never renumber) ---------------------------------------- */
+enum { MODE_STOPPED = 0, MODE_CONTINUOUS = 1, MODE_FLEX = 2, MODE_MINIMUM_RATE = 3 };
+enum { BOLUS_NONE = 0, BOLUS_CLINICIAN = 1, BOLUS_PATIENT = 2, BOLUS_PRIMING = 3, BOLUS_BRIDGE = 4 };
+enum { DENY_NOT_CONFIGURED = 1, DENY_LOCKOUT = 2, DENY_DAILY_COUNT = 3, DENY_DAILY_DOSE = 4,
+       DENY_BOLUS_IN_PROGRESS = 5, DENY_DELIVERY_STOPPED = 6, DENY_THERAPY_STOPPED = 7 };
+enum { ALARM_NONE = 0, ALARM_RESERVOIR_LOW = 1, ALARM_RESERVOIR_EMPTY = 2, ALARM_ELECTIVE_REPLACEMENT = 3,
+       ALARM_END_OF_SERVICE = 4, ALARM_REFILL_DISCREPANCY = 5, ALARM_OCCLUSION = 6, ALARM_MOTOR_STALL = 7,
+       ALARM_CODES = 8 };
+enum { PRIORITY_NON_CRITICAL = 1, PRIORITY_CRITICAL = 2 };
+enum { RULE_NONE = 0, RULE_THRESHOLD = 1, RULE_RISE = 2, RULE_CUSUM = 3, RULE_VOLUME_DEFICIT = 4 };
+enum {
+    LOG_POWER_ON = 1, LOG_CHECKPOINT = 2, LOG_COMMAND = 3,
+    LOG_PROGRAM_CHANGED = 10, LOG_SOFT_LIMIT = 11, LOG_REFILL = 12, LOG_DRUG_CHANGED = 13, LOG_CLOCK_SET = 14,
+    LOG_BOLUS_STARTED = 20, LOG_BOLUS_COMPLETED = 21, LOG_BOLUS_HALTED = 22,
+    LOG_PATIENT_BOLUS_GRANTED = 23, LOG_PATIENT_BOLUS_DENIED = 24,
+    LOG_ALARM_ON = 30, LOG_ALARM_OFF = 31, LOG_ALARM_ACK = 32,
+    LOG_DELIVERY_STOPPED = 40, LOG_DELIVERY_RESUMED = 41,
+    LOG_STALL = 50, LOG_STALL_RECOVERED = 51, LOG_OCCLUSION_DETECTED = 52, LOG_TELEMETRY_MODE = 53,
+    LOG_INTERROGATION = 54, LOG_BATTERY_DRAIN = 56,
+};
+/* protocol.enums.NakReason values a command refusal uses */
+enum { REFUSE_LIMIT_EXCEEDED = 7, REFUSE_NOT_ALLOWED_NOW = 12, REFUSE_MALFORMED = 11 };
+
+/* ---- state: controller.PumpState, field for field where a host can see it ---------------------- */
+typedef struct { int64_t volume_nl; int64_t concentration_ug_per_ml; } pump_segment_t;
+#define PUMP_PATH_SEGMENTS 16 /* concentration changes still in the fluid path (tip first) */
+
+typedef struct { uint8_t code, condition, acknowledged; uint64_t raised_tick; } pump_alarm_t;
+
+typedef struct { uint8_t kind; int64_t steps_total, steps_done; uint32_t increment; } pump_bolus_t;
+typedef struct { int64_t steps; uint32_t increment; uint64_t period_ticks; int64_t starts_left; /* -1: forever */
+                 uint64_t next_start_tick; } pump_plan_t;
+typedef struct { int64_t steps; uint32_t increment; uint64_t lockout_ticks; int64_t max_per_day; } pump_patient_t;
+typedef struct { int64_t steps_left; int64_t old_concentration_ug_per_ml; } pump_bridge_t;
+typedef struct { uint64_t tick; uint8_t kind; int64_t dose_pg; } pump_bolus_start_t;
+#define PUMP_BOLUS_STARTS 64 /* boluses started in the last 24 h (24 patient + clinician + priming) */
+
+typedef struct { uint64_t start_tick; int64_t rate_nl_per_day; } pump_flex_step_t;
+
+typedef struct {
+    uint64_t tick;
+    uint64_t clock_offset_ticks;
+    uint8_t mode;
+    int64_t continuous_rate_nl_per_day;
+    uint8_t flex_count;
+    pump_flex_step_t flex[PUMP_MAX_FLEX_STEPS];
+    int8_t drug_index;                 /* -1: no drug (the model's drug == "") */
+    int64_t concentration_ug_per_ml;
+    int64_t reservoir_nl, low_reservoir_nl, filled_nl, withdrawn_nl;
+    int64_t delivered_nl;
+    int64_t dose_at_tip_pg;
+    uint8_t path_count;                /* segments, tip first */
+    pump_segment_t path[PUMP_PATH_SEGMENTS];
+    step_scheduler_t basal, bolus;     /* their steps/tick fields as the model's StepScheduler */
+    uint8_t has_active_bolus, has_suspended_bolus, has_plan, has_patient, has_bridge;
+    pump_bolus_t active_bolus, suspended_bolus;
+    pump_plan_t plan;
+    pump_patient_t patient;
+    pump_bridge_t bridge;
+    uint8_t bolus_start_count;
+    pump_bolus_start_t bolus_starts[PUMP_BOLUS_STARTS];
+    uint8_t alarm_count;               /* active alarms in the order raised */
+    pump_alarm_t alarms[ALARM_CODES];
+    int64_t steps_total;
+    uint8_t has_eri; uint64_t eri_tick;
+    uint8_t eos;
+    int64_t boluses_granted, boluses_denied;
+    /* the occlusion detector (volatile: a reset starts it afresh) */
+    uint16_t history_count, history_head;  /* ring of the last DETECTOR_HISTORY samples */
+    int32_t history_pa[DETECTOR_HISTORY];
+    int64_t cusum_pa;
+    uint8_t has_occlusion_found; uint8_t occlusion_rule; int32_t occlusion_pressure_pa;
+    int64_t steps_since_resume;
+    int64_t missed_steps;
+    uint8_t has_stall; uint64_t stall_tick; uint64_t stall_retry_tick;
+    uint8_t telemetry_mode, telemetry_latched;
+    int64_t battery_drained_nc;
+    uint32_t records_since_checkpoint;
+} pump_state_t;
+
+/* ---- the sensors, as the bench fixture feeds them --------------------------------------------- */
+typedef struct { uint64_t tick; int32_t pressure_pa; } pump_sample_t;
+typedef struct { uint64_t tick; uint8_t rotor_held, emi; } pump_line_t;
+#define PUMP_FEED_MAX 64   /* samples per feed, and stroke ticks per request */
+#define PUMP_LINES_MAX 8   /* line changes announced ahead */
+
+typedef struct {
+    pump_sample_t samples[PUMP_FEED_MAX];
+    uint8_t count, next;                /* samples[next..count) not yet used */
+    uint8_t used;                       /* used from the latest feed (told back to the fixture) */
+    pump_line_t lines[PUMP_LINES_MAX];  /* level changes ahead, in tick order */
+    uint8_t line_count;
+    uint8_t rotor_held, emi;            /* the levels now */
+} pump_sensors_t;
+
+/* ---- the event log ring, in a flash region that survives a reset ------------------------------ */
+typedef struct {
+    uint32_t magic;                     /* LOG_MAGIC when the ring below is valid */
+    uint32_t next_seq;                  /* sequence number of the next record (also its slot) */
+    uint32_t overwritten;
+    uint8_t ring[LOG_CAPACITY][LOG_RECORD_SIZE];
+} pump_log_t;
+#define LOG_MAGIC 0x474F4C49u           /* "ILOG" */
+
+typedef struct {
+    pump_state_t st;
+    pump_sensors_t sensors;
+    pump_log_t *log;                    /* in .noinit on the board (survives a reset) */
+} pump_t;
+
+/* ---- a command's outcome ---------------------------------------------------------------------- */
+#define PUMP_ANSWERS_MAX 2
+#define PUMP_SOFT_FLAGS_MAX 4
+typedef struct {
+    uint8_t refused;                    /* nonzero: a Nak, nothing changed */
+    uint8_t reason;                     /* REFUSE_* (protocol NakReason) */
+    char field[65], value[65], expected[256];
+} pump_refusal_t;
+
+/* ---- public API (device.c) -------------------------------------------------------------------- */
+
+/* Power on at `tick` over `log`: an invalid ring (no LOG_MAGIC) is a new implant (erase, POWER_ON,
+ * checkpoint); a valid one is a reset: rebuild from its newest checkpoint and the commands logged
+ * since (Controller.rebuild), then POWER_ON a0=1. The sensors start at rotor free, no EMI. */
+void pump_power_on(pump_t *p, pump_log_t *log, uint64_t tick);
+
+/* Announce line changes ahead (replaces those announced before; ticks in order, each > now or,
+ * for the first, == now to set the present level without an event). */
+void pump_set_lines(pump_t *p, const pump_line_t *lines, size_t n);
+
+/* Feed samples for the stroke ticks the pump asked for (replaces any unused ones). */
+void pump_feed(pump_t *p, const pump_sample_t *samples, size_t n);
+
+/* Run to `to_tick` (>= now). Returns true when there; false when it stopped before a stroke it
+ * has no sample for: then wanted[0..*n_wanted) are the ticks of its next strokes (at most
+ * PUMP_FEED_MAX; the same tick twice when both channels step on it) and p->st.tick is where it is.
+ * p->sensors.used says how many of the latest feed's samples were used (a prefix of them). */
+bool pump_run(pump_t *p, uint64_t to_tick, uint64_t *wanted, size_t *n_wanted);
+
+/* Draw charge at the present tick (Controller.drain_battery); false and a refusal when charge <= 0. */
+bool pump_drain_battery(pump_t *p, int64_t charge_nc, pump_refusal_t *refusal);
+
+/* A command (msg_id and payload as on the wire) at the present tick: the answers' msg ids and
+ * payloads (encoded), or a refusal. Handles GetStatus, the Program*, ClinicianBolus, PrimingBolus,
+ * ConfigurePatientBolus, PatientBolusRequest, Refill, SetLowReservoirAlarm, AcknowledgeAlarm,
+ * SetClock, Interrogate. Returns the number of answers (0 with refusal->refused set). */
+typedef struct { uint8_t msg_id; uint16_t len; uint8_t payload[1024]; } pump_answer_t;
+size_t pump_command(pump_t *p, uint8_t msg_id, const uint8_t *payload, size_t len,
+                    pump_answer_t answers[PUMP_ANSWERS_MAX], pump_refusal_t *refusal);
+
+/* Telemetry payload (40 bytes, docs/protocol.md 0x50) at the present tick. */
+size_t pump_telemetry(const pump_t *p, uint32_t counter, uint8_t out[40]);
+
+/* ReadLog: records from first_seq, at most `count` (<= 31), encoded as a LogRecords payload. */
+size_t pump_read_log(const pump_t *p, uint32_t first_seq, uint8_t count, uint8_t *out);
+
+/* ---- shared between the three files (not for device.c) ---------------------------------------- */
+/* engine */
+bool pump_delivery_stopped(const pump_t *p);
+int64_t pump_steps_available(const pump_t *p);
+void pump_log(pump_t *p, uint16_t code, int32_t a0, int32_t a1, int32_t a2);
+void pump_log_blob(pump_t *p, uint16_t code, const uint8_t *data, size_t n);
+void pump_log_command(pump_t *p, uint8_t msg_id, const uint8_t *payload, size_t len);
+void pump_raise(pump_t *p, uint8_t code);
+void pump_clear(pump_t *p, uint8_t code);
+bool pump_alarm_active(const pump_t *p, uint8_t code);
+void pump_after_alarm_removed(pump_t *p, bool was_stopped);
+void pump_resume(pump_t *p);
+void pump_halt_boluses(pump_t *p);
+void pump_start_bolus(pump_t *p, const pump_bolus_t *b);
+void pump_start_planned_clinician_bolus(pump_t *p);
+void pump_note_bolus_start(pump_t *p, uint8_t kind, int64_t dose_pg);
+int64_t pump_recent_bolus_pg(const pump_t *p);
+void pump_settle(pump_t *p);                     /* due events, rates, checkpoint if due */
+void pump_checkpoint_soon(pump_t *p);
+int64_t pump_program_rate(const pump_t *p, uint64_t tick);
+int64_t pump_program_day_nl(const pump_t *p, uint8_t mode, int64_t rate, const pump_flex_step_t *flex, size_t n);
+int64_t pump_battery_used_nc(int64_t steps, uint64_t elapsed_ticks);
+int pump_months_remaining(const pump_t *p);
+int64_t pump_path_push(pump_state_t *st, int64_t volume_nl, int64_t concentration);   /* FluidPath.push */
+int64_t pump_path_old_drug_nl(const pump_state_t *st, int64_t concentration);
+int32_t pump_latest_pressure_pa(const pump_t *p);  /* detector history's newest, 0 when empty */
+
+#endif
