@@ -21,7 +21,7 @@ from protocol import NakReason
 from .compare import compare_answers, compare_telemetry
 from .errors import PumpRefused
 from .reference import ReferencePump, declared_pump
-from .rig import RigConfig
+from .rig import SCHEDULED_METHODS, RigConfig
 from .session import RigSession
 from .verdicts import Divergence
 from .wire_model import WIRE_TYPES, refusal_to_nak, telemetry_message
@@ -139,8 +139,9 @@ class InStep:
               start: int | None, end: int | None, where: str, guards: tuple[str, ...] = ()) -> PumpRefused | None:
         """`fault` on the device by the rig's method and `on_model` on the model. Test-mode: the
         Inject message now, with its ticks, refusals compared as a command's; otherwise the
-        instrument or operator acts at `start` and `end` (now, if due). The device's refusal."""
-        if self.session.method(fault).method != "test-mode":
+        instrument or operator acts at `start` and `end` (now, if due). A fixture's fault is scheduled as a
+        test-mode one (the client gives it to the fixture's plant). The device's refusal."""
+        if self.session.method(fault).method not in SCHEDULED_METHODS:
             on_model()
             for tick, phase in ((start, "start"), (end, "end")):
                 if tick is None:

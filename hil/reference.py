@@ -27,6 +27,20 @@ def declared_pump(config: PumpConfig, plant_params: PlantParams, seed: int) -> "
     return ReferencePump(config, Plant(plant_params, seed=seed, stroke_nl=config.mechanism.stroke_nl))
 
 
+def schedule_occlusion(plant: Plant, occlusion: Occlusion) -> None:
+    """An occlusion on `plant`; one with the start tick of a known one re-times its end (how an
+    open-ended occlusion is cleared). The emulator, the model and a bench fixture all use this."""
+    known = next((o for o in plant.occlusions if o.start_tick == occlusion.start_tick), None)
+    if known is None:
+        plant.add_occlusion(occlusion)
+    elif known.factor != occlusion.factor:
+        raise LimitExceeded("occlusion.factor", occlusion.factor,
+                            f"{known.factor}, the factor of the occlusion injected from {known.start_tick} "
+                            "(a repeated start_tick re-times its end only)")
+    else:
+        plant.set_occlusion_end(occlusion.start_tick, occlusion.end_tick)
+
+
 class ReferencePump:
     """A pump of `config` in a patient (`plant`; default an open catheter, seed 0)."""
 
@@ -65,15 +79,7 @@ class ReferencePump:
 
     def occlusion(self, occlusion: Occlusion) -> None:
         """A catheter occlusion; one with the start tick of a known one re-times its end."""
-        known = next((o for o in self.plant.occlusions if o.start_tick == occlusion.start_tick), None)
-        if known is None:
-            self.plant.add_occlusion(occlusion)
-        elif known.factor != occlusion.factor:
-            raise LimitExceeded("occlusion.factor", occlusion.factor,
-                                f"{known.factor}, the factor of the occlusion injected from {known.start_tick} "
-                                "(a repeated start_tick re-times its end only)")
-        else:
-            self.plant.set_occlusion_end(occlusion.start_tick, occlusion.end_tick)
+        schedule_occlusion(self.plant, occlusion)
 
     def mri(self, exposure: MriExposure) -> None:
         """An MRI scan whose magnet holds the rotor (and whose field reaches the telemetry)."""

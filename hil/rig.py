@@ -16,7 +16,9 @@ A rig is a folder `rigs/<name>/` with a `rig.toml`:
     [balance]     resource ("served": the emulator serves one; else a VISA resource such as
                   "TCPIP::10.0.0.7::4001::SOCKET"), readability_ug, repeatability_ug, density_ug_per_ul
     [faults]      per fault (occlusion, mri, stall, battery_drain, reset): "test-mode" (the
-                  protocol's Inject* message), { method = "instrument", resource, start, end }
+                  protocol's Inject* message), "fixture" (occlusion, mri, stall on a rig whose
+                  device.fixture is true: the host's bench fixture applies them to its plant,
+                  hil.fixture), { method = "instrument", resource, start, end }
                   (SCPI lines sent through pyvisa; {start_tick}, {end_tick}, ... are filled in) or
                   { method = "operator", instructions = "..." } (the bench operator is asked and
                   confirms). A fault not listed cannot be injected: scenarios that need it do not run.
@@ -51,7 +53,9 @@ RIGS_FOLDER = REPO / "rigs"
 DEFAULT_RIG = "emulator"
 ENTRY_POINT_GROUP = "ithil.rigs"
 FAULTS = ("occlusion", "mri", "stall", "battery_drain", "reset")
-FAULT_METHODS = ("test-mode", "instrument", "operator")
+FAULT_METHODS = ("test-mode", "fixture", "instrument", "operator")
+SCHEDULED_METHODS = ("test-mode", "fixture")     # sent ahead with their ticks (RigSession.schedule)
+FIXTURE_FAULTS = ("occlusion", "mri", "stall")   # what a bench fixture's plant can do
 TIME_MODES = ("lockstep",)
 _SECTIONS = {"rig", "device", "keys", "pump", "mechanism", "plant", "tolerances", "balance", "faults"}
 
@@ -305,8 +309,11 @@ def _faults(table: Table) -> dict[str, FaultMethod]:
     out = {}
     for name in table.data:
         value = table.raw(name)
-        if value == "test-mode":
-            out[name] = FaultMethod("test-mode")
+        if value in SCHEDULED_METHODS:
+            if value == "fixture" and name not in FIXTURE_FAULTS:
+                raise RigConfigError(f"faults.{name} = \"fixture\": a bench fixture's plant injects only "
+                                     f"{', '.join(FIXTURE_FAULTS)}; expected \"test-mode\" or an instrument")
+            out[name] = FaultMethod(value)
             continue
         spec = table.sub(name, {"method", "resource", "start", "end", "instructions"})
         method = spec.text("method", choices=FAULT_METHODS)

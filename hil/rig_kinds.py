@@ -11,7 +11,10 @@
               socket://, rfc2217://). [device]: url; start (argv of a command that starts the
               device; "{port}" and "{balance_port}" in it, in url and in the balance resource
               become free TCP ports, "{folder}" the rig's folder, "{python}" this Python);
-              ready_timeout_s (how long the device may take to answer hello). url may be a list,
+              ready_timeout_s (how long the device may take to answer hello); fixture = true for a
+              pump without a plant: a bench fixture on this host (hil.fixture) feeds its sensors
+              from the rig's [plant], takes the occlusion, MRI and stall faults, and serves the
+              balance ("served") weighing that plant's outflow. url may be a list,
               one board per pytest-xdist worker: worker gwN takes the N-th (a run without xdist
               the first).
     rtl       the Verilog of the pump hardware under cocotb; it speaks no protocol to a host, so
@@ -38,6 +41,7 @@ from .client import PumpClient
 from .device import EmulatedDevice
 from .emulator_server import parse_listen, start_emulator_thread
 from .errors import HilError, RigConfigError, RigError
+from .fixture import FixtureClient
 from .rig import DeviceVariant, Rig, RigConfig, controller_class, register_rig_kind, rig_pump
 from .session import RigSession
 from .urlhandler import protocol_emu
@@ -56,6 +60,14 @@ def _balance_spec(config: RigConfig) -> BalanceSpec:
     assert b is not None
     return BalanceSpec(readability_ug=b.readability_ug, repeatability_ug=b.repeatability_ug,
                        density_ug_per_ul=b.density_ug_per_ul, seed=config.plant_seed)
+
+
+def _check_fixture_faults(config: RigConfig, has_fixture: bool) -> None:
+    """Faults by "fixture" need a rig whose device.fixture is true."""
+    fixture_faults = sorted(f for f, how in config.faults.items() if how.method == "fixture")
+    if fixture_faults and not has_fixture:
+        raise RigConfigError(f"faults {fixture_faults} = \"fixture\": expected device.fixture = true (a bench "
+                             "fixture on this host, for a pump without a plant) to inject them")
 
 
 @register_rig_kind
@@ -84,6 +96,7 @@ class EmulatorRig(Rig):
         self.variant = DeviceVariant(pump, params, seed)
         if device.has("controller"):
             self.variant.controller_type = controller_class(device.text("controller"), "device.controller")
+        _check_fixture_faults(cfg, False)
         if cfg.balance is not None and cfg.balance.resource != "served":
             raise RigConfigError(f"balance.resource = {cfg.balance.resource!r}: an emulator rig serves its own "
                                  "balance; expected \"served\"")
@@ -130,7 +143,7 @@ class SerialRig(Rig):
     """A pump at a serial URL, started by a command or already running; see the module docstring."""
 
     kind = "serial"
-    device_keys = {"url", "start", "ready_timeout_s", "answer_timeout_s"}
+    device_keys = {"url", "start", "ready_timeout_s", "answer_timeout_s", "fixture"}
 
     def read_device(self, device: Any) -> None:
         urls = device.raw("url")
@@ -149,6 +162,12 @@ class SerialRig(Rig):
         self.start = start
         self.ready_timeout_s = device.number("ready_timeout_s", 10.0)
         self.answer_timeout_s = device.number("answer_timeout_s", 0.25)
+        self.fixture = device.flag("fixture", False)
+        _check_fixture_faults(self.config, self.fixture)
+        served = self.config.balance is not None and self.config.balance.resource == "served"
+        if served and not self.fixture:
+            raise RigConfigError("balance.resource = \"served\": only a rig with device.fixture = true serves its "
+                                 "balance (from the fixture's plant); expected a VISA resource of the bench balance")
 
     def open(self, prompt: Callable[[str], None] | None = None) -> RigSession:
         cfg = self.config
@@ -174,20 +193,43 @@ class SerialRig(Rig):
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+        closers: list[Callable[[], None]] = [stop]
         try:
             client = self._connect(url, process)
-            reader = BalanceReader(cfg.balance.resource.format(**fill)) if cfg.balance is not None else None
+            closers.insert(0, client.close)
+            reader = None
+            if cfg.balance is not None and self.fixture:
+                assert isinstance(client, FixtureClient)
+                server = BalanceServer(client.fixture.outflow_nl, _balance_spec(cfg)).start()
+                closers.insert(0, server.stop)
+                reader = BalanceReader(server.resource)
+            elif cfg.balance is not None:
+                reader = BalanceReader(cfg.balance.resource.format(**fill))
         except BaseException:
-            stop()
+            for close in closers:
+                close()
             raise
-        return RigSession(client, reader, cfg.faults, prompt, stop, f"device at {url}")
+        closers.remove(client.close)    # the session closes its client itself
+
+        def close_all() -> None:
+            for close in closers:
+                close()
+        return RigSession(client, reader, cfg.faults, prompt, close_all, f"device at {url}")
+
+    def _client(self, url: str) -> PumpClient:
+        cfg = self.config
+        if not self.fixture:
+            return _client(cfg, url, self.answer_timeout_s)
+        plant = Plant(cfg.plant_params, seed=cfg.plant_seed, stroke_nl=cfg.pump.mechanism.stroke_nl)
+        return FixtureClient(url, plant, clinician_key=cfg.clinician_key, patient_key=cfg.patient_key,
+                             answer_timeout_s=self.answer_timeout_s, advance_timeout_s=ADVANCE_TIMEOUT_S)
 
     def _connect(self, url: str, process: subprocess.Popen | None) -> PumpClient:
         """Open the URL and say hello, retrying until the device answers or ready_timeout_s."""
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
             try:
-                client = _client(self.config, url, self.answer_timeout_s)
+                client = self._client(url)
             except HilError as exc:
                 failure: Exception = exc
             else:

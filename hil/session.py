@@ -2,7 +2,7 @@
 
 The runner asks a session for three things: `client` (a PumpClient that has said hello),
 `balance` (a BalanceReader, or None on a rig without one) and the faults. A fault whose rig
-method is "test-mode" is scheduled ahead with its ticks (the protocol's Inject* messages carry
+method is "test-mode" (or "fixture": a FixtureClient gives it to the bench fixture's plant) is scheduled ahead with its ticks (the protocol's Inject* messages carry
 them) by `schedule`; any other method acts at the very tick, so the runner first runs the pump
 there and then calls `act`: an instrument gets its SCPI line through pyvisa, an operator gets the
 instructions and confirms. `close()` stops whatever the rig started.

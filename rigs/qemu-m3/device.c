@@ -208,6 +208,21 @@ static int payload_ok(const frame_t *f)
     switch (f->msg_id) {
     case 0x01: /* Hello: min u8, max u8, client str <= 64 */
         return n >= 3u && p[2] <= 64u && (size_t)p[2] + 3u == n && utf8_valid(p + 3, p[2]);
+    case 0x76: { /* FixtureAdvance: to_tick u64, lines (u8 count <= 8) of 10 bytes, samples (u8 count <= 64) of 12 */
+        if (n < 10u || p[8] > PUMP_LINES_MAX) {
+            return 0;
+        }
+        size_t at = 9u + (size_t)p[8] * 10u;
+        if (n < at + 1u || p[at] > PUMP_FEED_MAX || n != at + 1u + (size_t)p[at] * 12u) {
+            return 0;
+        }
+        for (size_t i = 0; i < p[8]; i++) { /* Flag: 0 or 1 */
+            if (p[9u + i * 10u + 8u] > 1u || p[9u + i * 10u + 9u] > 1u) {
+                return 0;
+            }
+        }
+        return 1;
+    }
     default:
         return 1; /* fixed-size integer payloads (checked by size); the others: next session */
     }
@@ -245,78 +260,210 @@ static void run_hello(device_t *d, const frame_t *f)
     answer_frame(d, f->seq, 0x02, d->payload, w.len, 0);
 }
 
-static void run_status(device_t *d, const frame_t *f)
-{
-    /* A pump implanted and never filled: stopped, no drug, nothing delivered, no alarm. */
-    pwriter w;
-    pw_init(&w, d->payload, sizeof d->payload);
-    pw_u64(&w, d->tick);
-    pw_u8(&w, 0);                  /* mode STOPPED */
-    pw_str(&w, "", 32);            /* drug */
-    pw_u32(&w, 0);                 /* concentration_ug_per_ml */
-    pw_u32(&w, 0);                 /* programmed_rate_nl_per_day */
-    pw_u32(&w, 0);                 /* effective_rate_nl_per_day */
-    pw_u32(&w, 0);                 /* reservoir_nl */
-    pw_u64(&w, 0);                 /* delivered_nl */
-    pw_u64(&w, 0);                 /* dose_at_tip_ng */
-    pw_u64(&w, 0);                 /* steps */
-    pw_u8(&w, 0);                  /* bolus_active: none */
-    pw_u8(&w, 0);                  /* alarms: none */
-    pw_u8(&w, 0);                  /* sounding: none */
-    pw_u8(&w, 1);                  /* delivery_stopped: no drug */
-    pw_u8(&w, 0);                  /* stalled */
-    pw_u8(&w, 0);                  /* telemetry_latched */
-    pw_u16(&w, BATTERY_MONTHS_NEW);
-    pw_u8(&w, 0);                  /* eri */
-    pw_u8(&w, 0);                  /* eos */
-    pw_u64(&w, UINT64_MAX);        /* refill_due_tick: none */
-    answer_frame(d, f->seq, 0x45, d->payload, w.len, 0);
-}
-
 static void answer_ack(device_t *d, const frame_t *f)
 {
     uint8_t id = f->msg_id;
     answer_frame(d, f->seq, 0x40, &id, 1, 0);
 }
 
+static void answer_refusal(device_t *d, const frame_t *f, const pump_refusal_t *r)
+{
+    answer_nak(d, f->seq, f->msg_id, r->reason, r->field, r->value, r->expected);
+}
+
+/* One Telemetry frame now (seq 0, its own counter), straight out: telemetry is never kept in the window. */
+static void send_telemetry(device_t *d)
+{
+    uint8_t payload[40];
+    size_t len = pump_telemetry(&d->pump, d->telemetry_counter, payload);
+    d->telemetry_counter++;
+    size_t n = frame_build(d->scratch, PROTOCOL_VERSION, 0u, 0u, 0x50, payload, (uint16_t)len, NULL, 0, 0, 0);
+    uint8_t out[COBS_MAX_ENCODED(FRAME_MIN + 40u + FRAME_CRC_SIZE) + 1u];
+    d->write(d->ctx, out, frame_encode(d->scratch, n, out));
+}
+
+/* Run the pump to to_tick with a Telemetry frame at each multiple of the period on the way (as
+ * hil/device.py's _run_to). false when it stopped before a stroke it has no sample for. */
+static bool run_with_telemetry(device_t *d, uint64_t to_tick, uint64_t *wanted, size_t *n_wanted)
+{
+    for (;;) {
+        uint64_t due = (d->pump.st.tick / TELEMETRY_PERIOD_TICKS + 1u) * TELEMETRY_PERIOD_TICKS;
+        uint64_t target = due < to_tick ? due : to_tick;
+        bool there = pump_run(&d->pump, target, wanted, n_wanted);
+        d->tick = d->pump.st.tick;
+        if (!there) {
+            return false;
+        }
+        if (target == due) {
+            send_telemetry(d);
+        }
+        if (target == to_tick) {
+            return true;
+        }
+    }
+}
+
+static int refuse_past(device_t *d, const frame_t *f, const char *field, uint64_t tick, const char *what)
+{
+    if (tick >= d->tick && (what == NULL || tick == d->tick)) {
+        return 0;
+    }
+    char value[21], num[21], expected[160] = "";
+    append_text(expected, sizeof expected, what == NULL ? ">= the present tick " : "the present tick ");
+    append_text(expected, sizeof expected, fmt_u64(num, d->tick));
+    append_text(expected, sizeof expected, what == NULL ? " (time only moves forward)" : what);
+    answer_nak(d, f->seq, f->msg_id, NAK_LIMIT_EXCEEDED, field, fmt_u64(value, tick), expected);
+    return 1;
+}
+
 static void run_advance_time(device_t *d, const frame_t *f)
 {
     uint64_t to_tick = rd_u64(f->payload);
-    if (to_tick < d->tick) {
-        char value[21], num[21], expected[80] = ">= the present tick ";
-        append_text(expected, sizeof expected, fmt_u64(num, d->tick));
-        append_text(expected, sizeof expected, " (time only moves forward)");
-        answer_nak(d, f->seq, f->msg_id, NAK_LIMIT_EXCEEDED, "to_tick", fmt_u64(value, to_tick), expected);
+    if (refuse_past(d, f, "to_tick", to_tick, NULL)) {
         return;
     }
-    d->tick = to_tick;
+    uint64_t wanted[PUMP_FEED_MAX];
+    size_t n_wanted = 0;
+    if (!run_with_telemetry(d, to_tick, wanted, &n_wanted)) {
+        char value[21];
+        answer_nak(d, f->seq, f->msg_id, NAK_NOT_ALLOWED_NOW, "to_tick", fmt_u64(value, d->tick),
+                   "FixtureAdvance: this pump has no plant; it ran to the tick named and needs the pressure "
+                   "sample of its next stroke from a bench fixture");
+        return;
+    }
     answer_ack(d, f);
 }
 
-static void run_command(device_t *d, const frame_t *f)
+static void run_fixture_advance(device_t *d, const frame_t *f)
+{
+    const uint8_t *p = f->payload;
+    uint64_t to_tick = rd_u64(p);
+    if (refuse_past(d, f, "to_tick", to_tick, NULL)) {
+        return;
+    }
+    pump_line_t lines[PUMP_LINES_MAX];
+    size_t n_lines = p[8];
+    for (size_t i = 0; i < n_lines; i++) {
+        const uint8_t *q = p + 9u + i * 10u;
+        lines[i].tick = rd_u64(q);
+        lines[i].rotor_held = q[8];
+        lines[i].emi = q[9];
+    }
+    const uint8_t *q = p + 9u + n_lines * 10u;
+    size_t n_samples = q[0];
+    pump_sample_t samples[PUMP_FEED_MAX];
+    for (size_t i = 0; i < n_samples; i++) {
+        samples[i].tick = rd_u64(q + 1u + i * 12u);
+        samples[i].pressure_pa = (int32_t)rd_u32(q + 9u + i * 12u);
+    }
+    pump_set_lines(&d->pump, lines, n_lines);
+    pump_feed(&d->pump, samples, n_samples);
+    uint64_t wanted[PUMP_FEED_MAX];
+    size_t n_wanted = 0;
+    bool there = run_with_telemetry(d, to_tick, wanted, &n_wanted);
+    pwriter w;
+    pw_init(&w, d->payload, sizeof d->payload);
+    pw_u64(&w, d->tick);
+    pw_u8(&w, d->pump.sensors.used);
+    pw_u8(&w, (uint8_t)(there ? 0u : n_wanted));
+    for (size_t i = 0; !there && i < n_wanted; i++) {
+        pw_u64(&w, wanted[i]);
+    }
+    answer_frame(d, f->seq, 0x51, d->payload, w.len, 0);
+}
+
+static void run_battery_drain(device_t *d, const frame_t *f)
+{
+    uint64_t at_tick = rd_u64(f->payload);
+    if (refuse_past(d, f, "at_tick", at_tick, ": a pump fed by a bench fixture is run to a fault's tick first")) {
+        return;
+    }
+    uint64_t charge = rd_u64(f->payload + 8);
+    pump_refusal_t refusal;
+    if (!pump_drain_battery(&d->pump, charge > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)charge, &refusal)) {
+        answer_refusal(d, f, &refusal);
+        return;
+    }
+    answer_ack(d, f);
+}
+
+static void run_reset(device_t *d, const frame_t *f)
+{
+    uint64_t at_tick = rd_u64(f->payload);
+    if (refuse_past(d, f, "at_tick", at_tick, ": a pump fed by a bench fixture is run to a fault's tick first")) {
+        return;
+    }
+    answer_ack(d, f);
+    d->reset_pending = 1; /* after the answer is out (handle_frame) */
+}
+
+static void run_read_log(device_t *d, const frame_t *f)
+{
+    size_t n = pump_read_log(&d->pump, rd_u32(f->payload), f->payload[4], d->payload);
+    answer_frame(d, f->seq, 0x46, d->payload, n, 0);
+}
+
+/* The pump's own commands; 0 when the payload did not parse (a bad frame, never kept). */
+static int run_pump_command(device_t *d, const frame_t *f)
+{
+    static pump_answer_t answers[PUMP_ANSWERS_MAX];
+    pump_refusal_t refusal;
+    size_t n = pump_command(&d->pump, f->msg_id, f->payload, f->length, answers, &refusal);
+    if (n == 0) {
+        if (refusal.reason == REFUSE_MALFORMED) {
+            return 0;
+        }
+        answer_refusal(d, f, &refusal);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        answer_frame(d, f->seq, answers[i].msg_id, answers[i].payload, answers[i].len, i + 1u < n);
+    }
+    return 1;
+}
+
+/* 0 when the payload turned out malformed (answered by the caller as a bad frame). */
+static int run_command(device_t *d, const frame_t *f)
 {
     if (f->spec->test_mode && !d->test_mode) {
         answer_nak(d, f->seq, f->msg_id, NAK_NOT_IN_TEST_MODE, "", "",
                    "a pump started in test mode (an emulated rig: ithil emulate --test-mode)");
-        return;
+        return 1;
     }
-    d->executed++;
     switch (f->msg_id) {
     case 0x01:
         run_hello(d, f);
         break;
-    case 0x10: /* GetStatus */
-    case 0x1d: /* Interrogate: no telemetry latch to release in this firmware yet */
-        run_status(d, f);
+    case 0x20:
+        run_read_log(d, f);
         break;
     case 0x70:
         run_advance_time(d, f);
         break;
-    default:
+    case 0x73:
+        run_battery_drain(d, f);
+        break;
+    case 0x75:
+        run_reset(d, f);
+        break;
+    case 0x76:
+        run_fixture_advance(d, f);
+        break;
+    case 0x71: /* InjectOcclusion */
+    case 0x72: /* InjectMri */
+    case 0x74: /* InjectStall */
         answer_nak(d, f->seq, f->msg_id, NAK_NOT_ALLOWED_NOW, "", "",
-                   "a command this firmware implements (" FIRMWARE_NAME " does not yet)");
+                   "the bench fixture: this pump has no plant; its fixture clamps the catheter, holds or jams "
+                   "the rotor (rig fault method \"fixture\")");
+        break;
+    default:
+        if (!run_pump_command(d, f)) {
+            return 0;
+        }
         break;
     }
+    d->executed++;
+    return 1;
 }
 
 /* ---- frames --------------------------------------------------------------------------------- */
@@ -378,9 +525,18 @@ static void handle_frame(device_t *d, const uint8_t *encoded, size_t n)
         return;
     }
     d->answer_len = 0;
-    run_command(d, &f);
+    if (!run_command(d, &f)) {
+        reject(d, BAD_PAYLOAD, &f, NAK_MALFORMED, "a payload that parses as the message");
+        return;
+    }
     window_store(d, &f, digest);
     send_answer(d);
+    if (d->reset_pending) { /* InjectReset: the answer is out; now the processor resets */
+        if (d->reset != NULL) {
+            d->reset(d->ctx); /* the board's: never returns; main() calls device_restart */
+        }
+        device_restart(d, d->write, d->ctx);
+    }
 }
 
 void device_feed(device_t *d, const uint8_t *data, size_t n)
@@ -421,7 +577,7 @@ static void derive_key(device_key *key, uint8_t key_id, uint8_t role, const char
     sha256((const uint8_t *)label, n, key->secret);
 }
 
-void device_init(device_t *d, device_write_fn write, void *ctx, int test_mode)
+void device_init(device_t *d, device_write_fn write, void *ctx, int test_mode, pump_log_t *log)
 {
     uint8_t *raw = (uint8_t *)d;
     for (size_t i = 0; i < sizeof *d; i++) {
@@ -433,4 +589,20 @@ void device_init(device_t *d, device_write_fn write, void *ctx, int test_mode)
     /* hil.device.default_test_keys: public TEST secrets, SHA-256 of a label. Never on a real pump. */
     derive_key(&d->keys[0], CLINICIAN_TEST_KEY_ID, ACCESS_CLINICIAN, "ithil test key: clinician");
     derive_key(&d->keys[1], PATIENT_TEST_KEY_ID, ACCESS_PATIENT, "ithil test key: patient");
+    d->log = log;
+    log->magic = 0u; /* a new implant: the ring is erased by pump_power_on */
+    pump_power_on(&d->pump, log, 0u);
+    d->retained_magic = DEVICE_RETAINED_MAGIC;
+}
+
+void device_restart(device_t *d, device_write_fn write, void *ctx)
+{
+    d->write = write;
+    d->ctx = ctx;
+    d->rx_len = 0;
+    d->rx_skipping = 0;
+    d->answer_len = 0;
+    d->reset_pending = 0;
+    d->resets++;
+    pump_power_on(&d->pump, d->log, d->tick); /* RAM state is rebuilt from the log in flash */
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "pump.h"
 #include "sha256.h"
 
 #define FIRMWARE_NAME "ithil-qemu-m3 0.1.0"
@@ -24,6 +25,8 @@
 #define WINDOW_ENTRIES 16u
 #define ANSWER_CAP (FRAME_MAX_ENCODED + 1u)   /* one encoded answer frame and its delimiter */
 #define KEY_COUNT 2u
+#define TELEMETRY_PERIOD_TICKS (300ull * TICK_HZ) /* one Telemetry frame per 5 min of pump time */
+#define DEVICE_RETAINED_MAGIC 0x52544E44u         /* "DNTR": the device survived a processor reset */
 #define CLINICIAN_TEST_KEY_ID 1u
 #define PATIENT_TEST_KEY_ID 2u
 
@@ -38,6 +41,7 @@ enum {
 enum { BAD_COBS, BAD_LENGTH, BAD_CRC, BAD_VERSION, BAD_UNKNOWN_ID, BAD_PAYLOAD, BAD_SIGNATURE, BAD_REASONS };
 
 typedef void (*device_write_fn)(void *ctx, const uint8_t *data, size_t n);
+typedef void (*device_reset_fn)(void *ctx);
 
 typedef struct {
     uint8_t key_id;
@@ -55,10 +59,17 @@ typedef struct {
 } window_entry;
 
 typedef struct {
-    uint64_t tick;                /* virtual time: only AdvanceTime moves it (lockstep) */
+    uint32_t retained_magic;      /* DEVICE_RETAINED_MAGIC once initialised (main.c: warm or cold boot) */
+    uint64_t tick;                /* virtual time (the RTC): only AdvanceTime/FixtureAdvance move it */
     int test_mode;
     device_write_fn write;
+    device_reset_fn reset;        /* the board's processor reset (NULL: restart in place, native tests) */
     void *ctx;
+    pump_t pump;                  /* the controller: its RAM is rebuilt from `log` after a reset */
+    pump_log_t *log;              /* the event log ring in flash */
+    uint32_t telemetry_counter;   /* runs on across resets, as the emulator's */
+    int reset_pending;            /* InjectReset answered: reset once the answer is out */
+    uint32_t resets;
     /* stream */
     uint8_t rx[FRAME_MAX_ENCODED];
     size_t rx_len;
@@ -82,8 +93,13 @@ typedef struct {
     uint32_t frames_seen, frames_ok, bad[BAD_REASONS], naks[NAK_REASONS], executed, repeats, ignored;
 } device_t;
 
-/* A pump just implanted, tick 0, with the emulator's public TEST keys (hil.device.default_test_keys). */
-void device_init(device_t *d, device_write_fn write, void *ctx, int test_mode);
+/* A pump just implanted, tick 0, with the emulator's public TEST keys (hil.device.default_test_keys),
+ * its event log erased in `log` (flash). */
+void device_init(device_t *d, device_write_fn write, void *ctx, int test_mode, pump_log_t *log);
+
+/* After a processor reset: the link (window, timestamps, telemetry counter) and the tick were kept
+ * in retained RAM; the controller is rebuilt from the log (pump_power_on). */
+void device_restart(device_t *d, device_write_fn write, void *ctx);
 
 /* Bytes from the host, in any chunking; answers go out through write as each frame completes. */
 void device_feed(device_t *d, const uint8_t *data, size_t n);

@@ -49,3 +49,9 @@ void uart_write(const uint8_t *data, size_t n)
         uart_write_byte(data[i]);
     }
 }
+
+void uart_flush(void)
+{
+    while (UART0->state & STATE_TX_FULL) {
+    }
+}

@@ -14,5 +14,7 @@ void uart_init(void);
 int uart_try_read(uint8_t *b);
 void uart_write_byte(uint8_t b);
 void uart_write(const uint8_t *data, size_t n);
+/* Wait until the last byte written has left the transmit register. */
+void uart_flush(void);
 
 #endif

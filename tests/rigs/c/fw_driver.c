@@ -30,6 +30,7 @@
 #define MAX_BYTES 8192
 
 static device_t dev;
+static pump_log_t flash_log; /* the event log "flash" (survives device_restart) */
 static uint8_t out_buf[65536];
 static size_t out_len;
 
@@ -78,7 +79,7 @@ int main(void)
 {
     static char line[4 * MAX_BYTES];
     static uint8_t a[MAX_BYTES], b[MAX_BYTES], c[2 * MAX_BYTES];
-    device_init(&dev, collect, NULL, 1);
+    device_init(&dev, collect, NULL, 1, &flash_log);
     while (fgets(line, sizeof line, stdin) != NULL) {
         line[strcspn(line, "\r\n")] = '\0';
         char *cmd = strtok(line, " ");
@@ -168,7 +169,7 @@ int main(void)
             }
             fputs("end", stdout);
         } else if (strcmp(cmd, "reset") == 0) {
-            device_init(&dev, collect, NULL, arg1 == NULL ? 1 : atoi(arg1));
+            device_init(&dev, collect, NULL, arg1 == NULL ? 1 : atoi(arg1), &flash_log);
             fputs("ok", stdout);
         } else {
             printf("unknown command %s", cmd);
