@@ -13,7 +13,7 @@ STAMP   := $(VENV)/.installed
 APT_PACKAGES := iverilog g++ make perl tshark chromium ser2net gcc-arm-none-eabi qemu-system-arm
 DEMO_RIG ?= emulator
 
-.PHONY: setup demo test test-slow bench fuzz rtl-coverage firmware clean
+.PHONY: setup demo test test-slow bench fuzz rtl-coverage firmware mutants clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,24 @@ rtl-coverage: setup
 # gcc-arm-none-eabi, not the venv
 firmware:
 	$(MAKE) -C rigs/qemu-m3
+
+# mutation testing of the qemu-m3 firmware's controller and protocol (hil/mutation.py): a seeded
+# sample of universalmutator's mutants, the standard suite on each, the kill rate and the survivors
+# in docs/mutation.md (survivors explained in rigs/qemu-m3/equivalent_mutants.toml). The unmutated
+# firmware must pass the suite first. MUTANTS_FLAGS adds options, e.g. --allow-failing-baseline.
+MUTANT_SOURCES := $(wildcard $(addprefix rigs/qemu-m3/,pump_engine.c pump_commands.c pump_wire.c device.c \
+                    frame.c cobs.c crc32.c step_scheduler.c))
+MUTANTS_SAMPLE ?= 300
+MUTANTS_SEED   ?= 1
+MUTANTS_FLAGS  ?=
+
+mutants: setup
+	$(BIN)/python -c 'import importlib.metadata as m; m.version("universalmutator")' 2>/dev/null \
+	    || $(BIN)/python -m pip install --quiet -e '.[mutants]'
+	$(MAKE) firmware
+	$(BIN)/ithil mutants --rig qemu-m3 $(addprefix --source ,$(MUTANT_SOURCES)) --artifact build/firmware.bin \
+	    --sample $(MUTANTS_SAMPLE) --seed $(MUTANTS_SEED) --version-of arm-none-eabi-gcc --out docs/mutation.md \
+	    $(MUTANTS_FLAGS)
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

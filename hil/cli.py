@@ -13,6 +13,7 @@ from firmware_model.errors import ModelError
 from firmware_model.units import NL_PER_ML
 
 from .cli_emulate import emulate
+from .cli_mutants import mutants
 from .cli_run import replay_command
 from .cli_run import run as run_suite_command
 from firmware_model.prescription import load_prescription
@@ -26,6 +27,7 @@ app.add_typer(model_app, name="model")
 app.command("emulate")(emulate)
 app.command("run")(run_suite_command)
 app.command("replay")(replay_command)
+app.command("mutants")(mutants)
 protocol_app = typer.Typer(help="The wire protocol.", no_args_is_help=True)
 app.add_typer(protocol_app, name="protocol")
 

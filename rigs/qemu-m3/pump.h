@@ -103,12 +103,17 @@ typedef struct { int64_t volume_nl; int64_t concentration_ug_per_ml; } pump_segm
 typedef struct { uint8_t code, condition, acknowledged; uint64_t raised_tick; } pump_alarm_t;
 
 typedef struct { uint8_t kind; int64_t steps_total, steps_done; uint32_t increment; } pump_bolus_t;
+/* next_start_tick saturates at UINT64_MAX (the model's may pass 2^64 with a huge period; it is never
+ * reached before end of service, which clears the plan) */
 typedef struct { int64_t steps; uint32_t increment; uint64_t period_ticks; int64_t starts_left; /* -1: forever */
                  uint64_t next_start_tick; } pump_plan_t;
 typedef struct { int64_t steps; uint32_t increment; uint64_t lockout_ticks; int64_t max_per_day; } pump_patient_t;
 typedef struct { int64_t steps_left; int64_t old_concentration_ug_per_ml; } pump_bridge_t;
-typedef struct { uint64_t tick; uint8_t kind; int64_t dose_pg; } pump_bolus_start_t;
-#define PUMP_BOLUS_STARTS 64 /* boluses started in the last 24 h (24 patient + clinician + priming) */
+/* The model's bolus_starts list [(tick, kind, dose pg)] of the rolling 24 h, kept as runs: `count`
+ * starts of one kind and dose at first_tick, first_tick + period, ... (a periodic clinician bolus
+ * may start thousands of times a day; its starts are one run). */
+typedef struct { uint64_t first_tick, period; uint32_t count; uint8_t kind; int64_t dose_pg; } pump_bolus_run_t;
+#define PUMP_BOLUS_RUNS 96
 
 typedef struct { uint64_t start_tick; int64_t rate_nl_per_day; } pump_flex_step_t;
 
@@ -132,25 +137,28 @@ typedef struct {
     pump_plan_t plan;
     pump_patient_t patient;
     pump_bridge_t bridge;
-    uint8_t bolus_start_count;
-    pump_bolus_start_t bolus_starts[PUMP_BOLUS_STARTS];
+    uint8_t bolus_run_count;
+    pump_bolus_run_t bolus_runs[PUMP_BOLUS_RUNS];
     uint8_t alarm_count;               /* active alarms in the order raised */
     pump_alarm_t alarms[ALARM_CODES];
     int64_t steps_total;
     uint8_t has_eri; uint64_t eri_tick;
     uint8_t eos;
     int64_t boluses_granted, boluses_denied;
-    /* the occlusion detector (volatile: a reset starts it afresh) */
-    uint16_t history_count, history_head;  /* ring of the last DETECTOR_HISTORY samples */
-    int32_t history_pa[DETECTOR_HISTORY];
-    int64_t cusum_pa;
     uint8_t has_occlusion_found; uint8_t occlusion_rule; int32_t occlusion_pressure_pa;
     int64_t steps_since_resume;
     int64_t missed_steps;
     uint8_t has_stall; uint64_t stall_tick; uint64_t stall_retry_tick;
     uint8_t telemetry_mode, telemetry_latched;
-    int64_t battery_drained_nc;
-    uint32_t records_since_checkpoint;
+    int64_t battery_drained_nc;        /* saturates at 2^62: any drain past the capacity looks the same */
+    uint32_t records_since_checkpoint; /* counted as the model counts its records (see pump_log_command) */
+    /* ---- volatile: not in a checkpoint (a reset starts them afresh) ---- */
+    /* the occlusion detector: ring of the last DETECTOR_HISTORY samples and the CUSUM */
+    uint16_t history_count, history_head;  /* history_head: slot of the next sample */
+    int32_t history_pa[DETECTOR_HISTORY];
+    int64_t cusum_pa;
+    /* Controller._quiet_cache: (threshold, tick) before which the battery cannot reach it */
+    uint8_t has_quiet; int64_t quiet_threshold_nc; uint64_t quiet_tick;
 } pump_state_t;
 
 /* ---- the sensors, as the bench fixture feeds them --------------------------------------------- */
@@ -177,10 +185,15 @@ typedef struct {
 } pump_log_t;
 #define LOG_MAGIC 0x474F4C49u           /* "ILOG" */
 
+#define PUMP_SCRATCH 4096u               /* a checkpoint's bytes (about 3 KiB) or a logged command's */
+
 typedef struct {
     pump_state_t st;
     pump_sensors_t sensors;
     pump_log_t *log;                    /* in .noinit on the board (survives a reset) */
+    uint8_t replaying;                  /* rebuild: commands replayed with no plant, records not written */
+    uint32_t checkpoint_seq;            /* sequence number of the newest checkpoint's first record */
+    uint8_t scratch[PUMP_SCRATCH];
 } pump_t;
 
 /* ---- a command's outcome ---------------------------------------------------------------------- */
@@ -212,8 +225,9 @@ void pump_feed(pump_t *p, const pump_sample_t *samples, size_t n);
  * p->sensors.used says how many of the latest feed's samples were used (a prefix of them). */
 bool pump_run(pump_t *p, uint64_t to_tick, uint64_t *wanted, size_t *n_wanted);
 
-/* Draw charge at the present tick (Controller.drain_battery); false and a refusal when charge <= 0. */
-bool pump_drain_battery(pump_t *p, int64_t charge_nc, pump_refusal_t *refusal);
+/* Draw charge at the present tick (Controller.drain_battery); false and a refusal when charge == 0.
+ * (uint64: the wire's InjectBatteryDrain.charge_nc as it comes.) */
+bool pump_drain_battery(pump_t *p, uint64_t charge_nc, pump_refusal_t *refusal);
 
 /* A command (msg_id and payload as on the wire) at the present tick: the answers' msg ids and
  * payloads (encoded), or a refusal. Handles GetStatus, the Program*, ClinicianBolus, PrimingBolus,

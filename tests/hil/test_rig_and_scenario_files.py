@@ -83,7 +83,34 @@ BAD_RIGS = [
     (("faults", "earthquake", "test-mode"), "[faults]: unknown key(s) ['earthquake']"),
     (("balance", "resource", "TCPIP::1.2.3.4::4001::SOCKET"), "balance.resource = 'TCPIP::1.2.3.4::4001::SOCKET': "
                                                               "an emulator rig serves its own balance"),
+    (("faults", "occlusion", "fixture"), "faults ['occlusion'] = \"fixture\": expected device.fixture = true"),
+    (("faults", "reset", "fixture"), "faults.reset = \"fixture\": a bench fixture's plant injects only"),
 ]
+
+QEMU_TOML = tomllib.loads((REPO / "rigs" / "qemu-m3" / "rig.toml").read_text())
+
+
+@pytest.mark.parametrize("change, message", [
+    (("device", "fixture", False), "faults ['mri', 'occlusion', 'stall'] = \"fixture\": expected device.fixture"),
+    (("device", "fixture", "yes"), "device.fixture = 'yes': expected true or false"),
+], ids=["fixture-faults-need-a-fixture", "fixture-is-a-flag"])
+def test_a_malformed_fixture_rig_names_the_key(tmp_path: Path, change: tuple, message: str) -> None:
+    doc = copy.deepcopy(QEMU_TOML)
+    section, key, value = change
+    doc[section][key] = value
+    path = _write(tmp_path, doc)
+    with pytest.raises(RigConfigError) as caught:
+        load_rig(path)
+    assert message in str(caught.value), str(caught.value)
+
+
+def test_a_served_balance_needs_a_fixture_on_a_serial_rig(tmp_path: Path) -> None:
+    doc = copy.deepcopy(QEMU_TOML)
+    doc["device"]["fixture"] = False
+    for fault in ("occlusion", "mri", "stall"):
+        doc["faults"][fault] = "test-mode"
+    with pytest.raises(RigConfigError, match="only a rig with device.fixture = true serves its balance"):
+        load_rig(_write(tmp_path, doc))
 
 
 @pytest.mark.parametrize("change, message", BAD_RIGS, ids=[".".join(c[0][:2]) for c in BAD_RIGS])
