@@ -125,13 +125,14 @@ def _refused(message: type, exc: CommandRefused) -> PumpRefused:
     return PumpRefused(message.__name__, NakReason(nak.reason), nak.field, nak.value, nak.expected)
 
 
-class FixtureClient(PumpClient):
-    """A PumpClient for a pump without a plant, with the bench fixture of `plant` in the loop."""
+class FixtureAdvancing:
+    """PumpClient's time and faults through a bench fixture (needs `self.fixture` and `self.link`);
+    mixed into FixtureClient, and into the replay's client so a recording replays the same exchange."""
 
-    def __init__(self, url: str, plant: Plant, **kwargs: Any) -> None:
-        super().__init__(url, **kwargs)
-        self.fixture = PlantFixture(plant)
-        self.exchanges = 0   # FixtureAdvance round trips (for benchmarks)
+    fixture: PlantFixture
+    link: Any
+    advance_timeout_s: float
+    exchanges = 0   # FixtureAdvance round trips (for benchmarks)
 
     def advance_to(self, to_tick: int) -> int:
         """Run the pump to `to_tick`, feeding every stroke it makes on the way."""
@@ -140,7 +141,7 @@ class FixtureClient(PumpClient):
         while True:
             lines, target = fx.lines(to_tick)
             answer = self.link.request(m.FixtureAdvance(target, lines, samples), timeout_s=self.advance_timeout_s)[0]
-            self.exchanges += 1
+            self.exchanges = self.exchanges + 1
             if not isinstance(answer, m.FixtureReport):
                 raise UnexpectedAnswer(f"FixtureAdvance answered by {type(answer).__name__}; expected FixtureReport")
             fx.report(answer.tick, answer.used)
@@ -187,12 +188,12 @@ class FixtureClient(PumpClient):
     def inject_battery_drain(self, at_tick: int, charge_nc: int) -> None:
         """Run the pump to `at_tick` through the fixture, then draw the charge there."""
         self._run_to_fault("InjectBatteryDrain", at_tick)
-        super().inject_battery_drain(at_tick, charge_nc)
+        self.link.request(m.InjectBatteryDrain(at_tick, charge_nc))
 
     def inject_reset(self, at_tick: int) -> None:
         """Run the pump to `at_tick` through the fixture, then reset it there."""
         self._run_to_fault("InjectReset", at_tick)
-        super().inject_reset(at_tick)
+        self.link.request(m.InjectReset(at_tick))
 
     def _run_to_fault(self, command: str, at_tick: int) -> None:
         if at_tick < self.fixture.tick:
@@ -200,3 +201,11 @@ class FixtureClient(PumpClient):
                               f">= the present tick {self.fixture.tick} (time only moves forward)")
         if at_tick > self.fixture.tick:
             self.advance_to(at_tick)
+
+
+class FixtureClient(FixtureAdvancing, PumpClient):
+    """A PumpClient for a pump without a plant, with the bench fixture of `plant` in the loop."""
+
+    def __init__(self, url: str, plant: Plant, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.fixture = PlantFixture(plant)

@@ -19,12 +19,14 @@ import collections
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from firmware_model.plant import Plant
 from protocol import Decoder, NakReason
 from protocol.messages import Nak, Telemetry
 
 from .balance import parse_mass_ug
 from .client import PumpClient
 from .errors import HilError, PumpRefused, RigConfigError
+from .fixture import FixtureAdvancing, PlantFixture
 from .link import HISTORY_FRAMES, LinkStats
 from .recording import Packet, Recording, Section
 from .rig import Rig, RigConfig, rig_config
@@ -131,6 +133,15 @@ class RecordedClient(PumpClient):
         return f"recording of {self._url}"
 
 
+class RecordedFixtureClient(FixtureAdvancing, RecordedClient):
+    """A recorded pump that had a bench fixture: the fixture's plant runs again on the recorded
+    reports, so every FixtureAdvance is the one sent then (and a changed plant shows as a mismatch)."""
+
+    def __init__(self, link: RecordedLink, url: str, plant: Plant) -> None:  # noqa: D107
+        super().__init__(link, url)
+        self.fixture = PlantFixture(plant)
+
+
 class RecordedBalance:
     """BalanceReader's reading, from the recorded balance lines in order."""
 
@@ -174,7 +185,12 @@ class ReplayRig(Rig):
 
     def open(self, prompt: Callable[[str], None] | None = None) -> RigSession:
         packets = self.section.packets
-        client = RecordedClient(RecordedLink(packets), str(self.section.meta.get("url", "?")))
+        cfg, link, url = self.config, RecordedLink(packets), str(self.section.meta.get("url", "?"))
+        if cfg.device.get("fixture") is True:
+            plant = Plant(cfg.plant_params, seed=cfg.plant_seed, stroke_nl=cfg.pump.mechanism.stroke_nl)
+            client: RecordedClient = RecordedFixtureClient(link, url, plant)
+        else:
+            client = RecordedClient(link, url)
         balance = RecordedBalance(packets) if any(p.interface == "balance" for p in packets) else None
         return ReplaySession(client, balance, self.config.faults, prompt, None,  # type: ignore[arg-type]
                              f"recording of {self.config.name}")
