@@ -4,7 +4,7 @@ A firmware on a board (or on QEMU) has a motor and a pressure sensor but no pati
 fixture closes that loop; here the fixture is a `Plant` on the host (the rig's declared patient)
 driven by the strokes the pump itself makes, never by the model's:
 
-    host: FixtureAdvance(to_tick, lines ahead, samples)   pump: FixtureReport(tick, used, wanted)
+    host: FixtureAdvance(to_tick, lines ahead, pressures)   pump: FixtureReport(tick, used, wanted)
 
 The pump runs until `to_tick` or until a stroke it has no pressure sample for; it then says where
 it stopped and the ticks of its next strokes. The fixture computes what those strokes would do to
@@ -62,7 +62,7 @@ class PlantFixture:
         return levels, to_tick
 
     def samples(self, wanted: list[int]) -> list[Any]:
-        """Samples for the strokes the pump wants, cut at the next occlusion start or end (the outlet
+        """Pressure samples (Pa) for the strokes the pump wants, in its order, cut at the next occlusion start or end (the outlet
         changes there), computed but not committed."""
         with self.lock:
             self._settle_boundaries(wanted[0] if wanted else None)
@@ -73,7 +73,7 @@ class PlantFixture:
                 return []
             span = self.plant.strokes(np.asarray(ticks, dtype=np.int64))
             self._span = span
-            return [m.StrokeSample(int(t), int(p)) for t, p in zip(span.step_ticks, span.samples_pa)]
+            return [int(p) for p in span.samples_pa]
 
     # ---- what the pump said --------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ MAX_PAYLOAD = 1024          # bytes; every message's largest form fits (checked 
 DRUG_NAME_BYTES = 32
 MAX_FLEX_STEPS = 48         # the wire's limit; the pump's own (24 by default) refuses beyond it
 MAX_LOG_RECORDS = 31        # 32-byte records per LOG_RECORDS frame
-MAX_FIXTURE_SAMPLES = 64    # stroke samples per FixtureAdvance, stroke ticks per FixtureReport
+MAX_FIXTURE_SAMPLES = 120   # stroke samples per FixtureAdvance, stroke ticks per FixtureReport
 MAX_FIXTURE_LINES = 8       # sensor-line changes announced ahead per FixtureAdvance
 LOG_RECORD_SIZE = 32
 
@@ -159,12 +159,6 @@ FLEX_STEP = record(
     "FlexStep",
     "start_tick" / u64 * "start of this rate, in ticks since midnight of the pump's clock; the first is 0",
     "rate_nl_per_day" / u32 * "basal rate from this start to the next",
-)
-
-STROKE_SAMPLE = record(
-    "StrokeSample",
-    "tick" / u64 * "the stroke's tick, as the pump asked for it",
-    "pressure_pa" / i32 * "the outlet pressure the sensor reads just after that stroke",
 )
 
 SENSOR_LINE = record(
@@ -483,7 +477,7 @@ FixtureAdvance = message(
     "samples of the strokes the pump asked for and the sensor lines ahead (hil.fixture).",
     "to_tick" / u64 * "the tick to run to; never earlier than the present one",
     "lines" / ListOf(SENSOR_LINE, MAX_FIXTURE_LINES) * "sensor-line levels from their ticks on, in tick order",
-    "samples" / ListOf(STROKE_SAMPLE, MAX_FIXTURE_SAMPLES) * "a sample per stroke tick the last FixtureReport wanted, in order",
+    "pressures_pa" / ListOf(i32, MAX_FIXTURE_SAMPLES) * "the outlet pressure just after each stroke the last FixtureReport wanted, in its order (a prefix of them)",
     test_mode=True, answers=("FixtureReport", "Nak"),
 )
 
@@ -510,7 +504,6 @@ def record_type(definition: Struct) -> type:
 
 
 FlexStep = record_type(FLEX_STEP)
-StrokeSample = record_type(STROKE_SAMPLE)
 SensorLine = record_type(SENSOR_LINE)
 LogRecord = record_type(LOG_RECORD)
 

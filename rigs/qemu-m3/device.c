@@ -208,12 +208,12 @@ static int payload_ok(const frame_t *f)
     switch (f->msg_id) {
     case 0x01: /* Hello: min u8, max u8, client str <= 64 */
         return n >= 3u && p[2] <= 64u && (size_t)p[2] + 3u == n && utf8_valid(p + 3, p[2]);
-    case 0x76: { /* FixtureAdvance: to_tick u64, lines (u8 count <= 8) of 10 bytes, samples (u8 count <= 64) of 12 */
+    case 0x76: { /* FixtureAdvance: to_tick u64, lines (u8 count <= 8) of 10 bytes, pressures (u8 count <= 120) of i32 */
         if (n < 10u || p[8] > PUMP_LINES_MAX) {
             return 0;
         }
         size_t at = 9u + (size_t)p[8] * 10u;
-        if (n < at + 1u || p[at] > PUMP_FEED_MAX || n != at + 1u + (size_t)p[at] * 12u) {
+        if (n < at + 1u || p[at] > PUMP_FEED_MAX || n != at + 1u + (size_t)p[at] * 4u) {
             return 0;
         }
         for (size_t i = 0; i < p[8]; i++) { /* Flag: 0 or 1 */
@@ -292,6 +292,10 @@ static bool run_with_telemetry(device_t *d, uint64_t to_tick, uint64_t *wanted, 
         bool there = pump_run(&d->pump, target, wanted, n_wanted);
         d->tick = d->pump.st.tick;
         if (!there) {
+            if (target < to_tick) { /* ask for the strokes up to to_tick, not only to the next telemetry */
+                (void)pump_run(&d->pump, to_tick, wanted, n_wanted); /* stops at once: no sample for the next */
+                d->tick = d->pump.st.tick;
+            }
             return false;
         }
         if (target == due) {
@@ -322,9 +326,10 @@ static void run_advance_time(device_t *d, const frame_t *f)
     if (refuse_past(d, f, "to_tick", to_tick, NULL)) {
         return;
     }
-    uint64_t wanted[PUMP_FEED_MAX];
     size_t n_wanted = 0;
-    if (!run_with_telemetry(d, to_tick, wanted, &n_wanted)) {
+    bool there = run_with_telemetry(d, to_tick, d->wanted, &n_wanted);
+    d->n_wanted = there ? 0u : (uint8_t)n_wanted;
+    if (!there) {
         char value[21];
         answer_nak(d, f->seq, f->msg_id, NAK_NOT_ALLOWED_NOW, "to_tick", fmt_u64(value, d->tick),
                    "FixtureAdvance: this pump has no plant; it ran to the tick named and needs the pressure "
@@ -351,23 +356,30 @@ static void run_fixture_advance(device_t *d, const frame_t *f)
     }
     const uint8_t *q = p + 9u + n_lines * 10u;
     size_t n_samples = q[0];
+    if (n_samples > d->n_wanted) { /* the pressures answer the strokes the last report wanted, in its order */
+        char value[21], num[21], expected[120] = "at most the ";
+        append_text(expected, sizeof expected, fmt_u64(num, d->n_wanted));
+        append_text(expected, sizeof expected, " strokes the last FixtureReport wanted");
+        answer_nak(d, f->seq, f->msg_id, NAK_LIMIT_EXCEEDED, "pressures_pa", fmt_u64(value, n_samples), expected);
+        return;
+    }
     pump_sample_t samples[PUMP_FEED_MAX];
     for (size_t i = 0; i < n_samples; i++) {
-        samples[i].tick = rd_u64(q + 1u + i * 12u);
-        samples[i].pressure_pa = (int32_t)rd_u32(q + 9u + i * 12u);
+        samples[i].tick = d->wanted[i];
+        samples[i].pressure_pa = (int32_t)rd_u32(q + 1u + i * 4u);
     }
     pump_set_lines(&d->pump, lines, n_lines);
     pump_feed(&d->pump, samples, n_samples);
-    uint64_t wanted[PUMP_FEED_MAX];
     size_t n_wanted = 0;
-    bool there = run_with_telemetry(d, to_tick, wanted, &n_wanted);
+    bool there = run_with_telemetry(d, to_tick, d->wanted, &n_wanted);
+    d->n_wanted = there ? 0u : (uint8_t)n_wanted;
     pwriter w;
     pw_init(&w, d->payload, sizeof d->payload);
     pw_u64(&w, d->tick);
     pw_u8(&w, d->pump.sensors.used);
-    pw_u8(&w, (uint8_t)(there ? 0u : n_wanted));
-    for (size_t i = 0; !there && i < n_wanted; i++) {
-        pw_u64(&w, wanted[i]);
+    pw_u8(&w, d->n_wanted);
+    for (size_t i = 0; i < d->n_wanted; i++) {
+        pw_u64(&w, d->wanted[i]);
     }
     answer_frame(d, f->seq, 0x51, d->payload, w.len, 0);
 }
@@ -603,6 +615,7 @@ void device_restart(device_t *d, device_write_fn write, void *ctx)
     d->rx_skipping = 0;
     d->answer_len = 0;
     d->reset_pending = 0;
+    d->n_wanted = 0;
     d->resets++;
     pump_power_on(&d->pump, d->log, d->tick); /* RAM state is rebuilt from the log in flash */
 }

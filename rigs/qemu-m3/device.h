@@ -69,6 +69,8 @@ typedef struct {
     pump_log_t *log;              /* the event log ring in flash */
     uint32_t telemetry_counter;   /* runs on across resets, as the emulator's */
     int reset_pending;            /* InjectReset answered: reset once the answer is out */
+    uint64_t wanted[PUMP_FEED_MAX]; /* the stroke ticks the last FixtureReport asked samples for */
+    uint8_t n_wanted;
     uint32_t resets;
     /* stream */
     uint8_t rx[FRAME_MAX_ENCODED];

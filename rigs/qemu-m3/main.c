@@ -47,8 +47,9 @@ int main(void)
     device.reset = reset_processor;
     for (;;) {
         uint8_t b;
-        if (uart_try_read(&b)) {
+        while (uart_try_read(&b)) {
             device_feed(&device, &b, 1);
         }
+        uart_wait_rx();
     }
 }

@@ -14,13 +14,33 @@ typedef struct {
 #define STATE_OVERRUNS 0xCu
 #define CTRL_TX_EN 0x1u
 #define CTRL_RX_EN 0x2u
+#define CTRL_RX_INT_EN 0x8u
+#define INT_RX 0x2u
+#define UART0_RX_IRQ 0u                                 /* mps2-an385: UART0 RX is IRQ 0 (TX is 1) */
+#define NVIC_ISER0 (*(volatile uint32_t *)0xE000E100u)
+#define NVIC_ICPR0 (*(volatile uint32_t *)0xE000E280u)
 
 void uart_init(void)
 {
     UART0->ctrl = 0;
     UART0->bauddiv = SYSTEM_CLOCK_HZ / UART_BAUD;
     UART0->state = STATE_OVERRUNS; /* clear any overrun */
-    UART0->ctrl = CTRL_TX_EN | CTRL_RX_EN;
+    UART0->ctrl = CTRL_TX_EN | CTRL_RX_EN | CTRL_RX_INT_EN;
+    /* The RX interrupt only wakes the core from WFI: interrupts stay masked (PRIMASK), no handler runs. */
+    __asm__ volatile("cpsid i" ::: "memory");
+    NVIC_ISER0 = 1u << UART0_RX_IRQ;
+}
+
+void uart_wait_rx(void)
+{
+    for (;;) {
+        UART0->intstatus = INT_RX;          /* clear the UART's request, then the NVIC's pending bit */
+        NVIC_ICPR0 = 1u << UART0_RX_IRQ;
+        if (UART0->state & STATE_RX_FULL) {
+            return;
+        }
+        __asm__ volatile("wfi" ::: "memory"); /* a byte arriving after the check leaves the IRQ pending: wakes */
+    }
 }
 
 int uart_try_read(uint8_t *b)

@@ -14,6 +14,9 @@ void uart_init(void);
 int uart_try_read(uint8_t *b);
 void uart_write_byte(uint8_t b);
 void uart_write(const uint8_t *data, size_t n);
+/* Sleep (WFI) until a byte has arrived: an idle implant sleeps, and QEMU serves the line at once
+ * instead of when a spinning core lets it. */
+void uart_wait_rx(void);
 /* Wait until the last byte written has left the transmit register. */
 void uart_flush(void);
 
