@@ -98,7 +98,9 @@ enum { REFUSE_LIMIT_EXCEEDED = 7, REFUSE_NOT_ALLOWED_NOW = 12, REFUSE_MALFORMED 
 
 /* ---- state: controller.PumpState, field for field where a host can see it ---------------------- */
 typedef struct { int64_t volume_nl; int64_t concentration_ug_per_ml; } pump_segment_t;
-#define PUMP_PATH_SEGMENTS 16 /* concentration changes still in the fluid path (tip first) */
+/* The fluid path's segments (tip first) as a ring. Every push is whole strokes and the path holds
+ * PUMP_FLUID_PATH_NL, so it never holds more than this many segments: the model's deque, exactly. */
+#define PUMP_PATH_SEGMENTS (PUMP_FLUID_PATH_NL / PUMP_STROKE_NL + 1)
 
 typedef struct { uint8_t code, condition, acknowledged; uint64_t raised_tick; } pump_alarm_t;
 
@@ -129,7 +131,7 @@ typedef struct {
     int64_t reservoir_nl, low_reservoir_nl, filled_nl, withdrawn_nl;
     int64_t delivered_nl;
     int64_t dose_at_tip_pg;
-    uint8_t path_count;                /* segments, tip first */
+    uint16_t path_head, path_count;    /* segments path[(path_head + i) % PUMP_PATH_SEGMENTS], tip first */
     pump_segment_t path[PUMP_PATH_SEGMENTS];
     step_scheduler_t basal, bolus;     /* their steps/tick fields as the model's StepScheduler */
     uint8_t has_active_bolus, has_suspended_bolus, has_plan, has_patient, has_bridge;
@@ -164,7 +166,7 @@ typedef struct {
 /* ---- the sensors, as the bench fixture feeds them --------------------------------------------- */
 typedef struct { uint64_t tick; int32_t pressure_pa; } pump_sample_t;
 typedef struct { uint64_t tick; uint8_t rotor_held, emi; } pump_line_t;
-#define PUMP_FEED_MAX 64   /* samples per feed, and stroke ticks per request */
+#define PUMP_FEED_MAX 120  /* samples per feed, and stroke ticks per request (protocol MAX_FIXTURE_SAMPLES) */
 #define PUMP_LINES_MAX 8   /* line changes announced ahead */
 
 typedef struct {
@@ -185,7 +187,7 @@ typedef struct {
 } pump_log_t;
 #define LOG_MAGIC 0x474F4C49u           /* "ILOG" */
 
-#define PUMP_SCRATCH 4096u               /* a checkpoint's bytes (about 3 KiB) or a logged command's */
+#define PUMP_SCRATCH 32768u              /* a checkpoint's bytes (about 3 KiB; 26 KiB with a full fluid path) */
 
 typedef struct {
     pump_state_t st;
@@ -193,6 +195,10 @@ typedef struct {
     pump_log_t *log;                    /* in .noinit on the board (survives a reset) */
     uint8_t replaying;                  /* rebuild: commands replayed with no plant, records not written */
     uint32_t checkpoint_seq;            /* sequence number of the newest checkpoint's first record */
+    uint64_t want_test_tick;            /* a stall retry's test stroke waiting for its sample */
+    uint8_t owed; uint64_t owed_tick;   /* a test stroke made with no sample (in a command's settle) */
+    uint8_t span_active;                /* inside a span (between two event ticks), waiting for samples */
+    uint64_t span_end;                  /* the span's event tick */
     uint8_t scratch[PUMP_SCRATCH];
 } pump_t;
 
@@ -208,8 +214,11 @@ typedef struct {
 /* ---- public API (device.c) -------------------------------------------------------------------- */
 
 /* Power on at `tick` over `log`: an invalid ring (no LOG_MAGIC) is a new implant (erase, POWER_ON,
- * checkpoint); a valid one is a reset: rebuild from its newest checkpoint and the commands logged
- * since (Controller.rebuild), then POWER_ON a0=1. The sensors start at rotor free, no EMI. */
+ * checkpoint; the sensors start at rotor free, no EMI, p may be uninitialised); a valid one is a
+ * reset: rebuild from its newest checkpoint and the commands logged since (Controller.rebuild),
+ * then POWER_ON a0=1. A reset keeps p->sensors' line levels and the changes announced (the world's,
+ * as pins read at boot: the model's rebuilt controller sees its plant at once) and drops the fed
+ * samples; the fixture may announce the lines again (first at the present tick) before anything. */
 void pump_power_on(pump_t *p, pump_log_t *log, uint64_t tick);
 
 /* Announce line changes ahead (replaces those announced before; ticks in order, each > now or,
@@ -221,8 +230,14 @@ void pump_feed(pump_t *p, const pump_sample_t *samples, size_t n);
 
 /* Run to `to_tick` (>= now). Returns true when there; false when it stopped before a stroke it
  * has no sample for: then wanted[0..*n_wanted) are the ticks of its next strokes (at most
- * PUMP_FEED_MAX; the same tick twice when both channels step on it) and p->st.tick is where it is.
- * p->sensors.used says how many of the latest feed's samples were used (a prefix of them). */
+ * PUMP_FEED_MAX; the same tick twice when both channels step on it; capped at the steps the
+ * reservoir allows and at to_tick), or the one tick of a stall retry's test stroke, and p->st.tick
+ * is where it is. p->sensors.used says how many of the latest feed's samples were used (a prefix
+ * of them, counted since that feed). Stopping early decides nothing: the run goes on with the next
+ * feed exactly as if it had not stopped (a span between two event ticks is never settled inside).
+ * One case asks for a tick <= now: after a reset the model's stall retry may be overdue and fire
+ * in a command's settle; that test stroke is made without a sample and its tick is wanted at the
+ * next run (feed its sample as any other, so that the fixture's plant takes the stroke too). */
 bool pump_run(pump_t *p, uint64_t to_tick, uint64_t *wanted, size_t *n_wanted);
 
 /* Draw charge at the present tick (Controller.drain_battery); false and a refusal when charge == 0.
@@ -244,15 +259,67 @@ size_t pump_telemetry(const pump_t *p, uint32_t counter, uint8_t out[40]);
 size_t pump_read_log(const pump_t *p, uint32_t first_seq, uint8_t count, uint8_t *out);
 
 /* ---- shared between the three files (not for device.c) ---------------------------------------- */
-/* engine */
+/* A command as decoded from its wire payload (pump_wire.c). */
+typedef struct { uint64_t start_tick; uint32_t rate_nl_per_day; } pump_wire_flex_t;
+#define PUMP_WIRE_FLEX_MAX 48
+typedef struct {
+    uint8_t msg_id;
+    uint32_t rate_nl_per_day;                       /* ProgramContinuous */
+    uint8_t flex_count;                             /* ProgramFlex */
+    pump_wire_flex_t flex[PUMP_WIRE_FLEX_MAX];
+    uint32_t volume_nl;                             /* ClinicianBolus, PrimingBolus, ConfigurePatientBolus */
+    uint64_t duration_ticks, period_ticks, lockout_ticks;
+    uint32_t count;
+    uint8_t max_per_day;
+    uint32_t measured_residual_nl, injected_nl;     /* Refill */
+    uint8_t drug_len;
+    char drug[33];
+    uint32_t concentration_ug_per_ml;
+    uint8_t has_measured_after; uint32_t measured_after_nl;
+    uint8_t bridge;
+    uint32_t threshold_nl;                          /* SetLowReservoirAlarm */
+    uint8_t alarm;                                  /* AcknowledgeAlarm */
+    uint64_t time_of_day_ticks;                     /* SetClock */
+} pump_cmd_t;
+
+/* protocol message ids */
+enum { MSG_GET_STATUS = 0x10, MSG_PROGRAM_STOPPED = 0x11, MSG_PROGRAM_CONTINUOUS = 0x12, MSG_PROGRAM_FLEX = 0x13,
+       MSG_PROGRAM_MINIMUM = 0x14, MSG_CLINICIAN_BOLUS = 0x15, MSG_PRIMING_BOLUS = 0x16,
+       MSG_CONFIGURE_PATIENT = 0x17, MSG_PATIENT_REQUEST = 0x18, MSG_REFILL = 0x19, MSG_LOW_ALARM = 0x1a,
+       MSG_ACK_ALARM = 0x1b, MSG_SET_CLOCK = 0x1c, MSG_INTERROGATE = 0x1d,
+       MSG_ACK = 0x40, MSG_ACK_SOFT_LIMITS = 0x41, MSG_BOLUS_GRANTED = 0x43, MSG_BOLUS_DENIED = 0x44,
+       MSG_STATUS_REPORT = 0x45 };
+
+/* wire (pump_wire.c) */
+bool pump_decode_command(uint8_t msg_id, const uint8_t *payload, size_t len, pump_cmd_t *cmd, pump_refusal_t *refusal);
+uint32_t pump_model_command_records(const pump_cmd_t *cmd); /* records the model's COMMAND blob of it takes */
+size_t pump_encode_status(const pump_t *p, uint8_t *out);   /* StatusReport payload */
+void pump_answer_ack(pump_answer_t *a, uint8_t command_id, const char *const *flags, size_t n_flags);
+void pump_answer_granted(pump_answer_t *a, uint8_t kind, int64_t steps);
+void pump_answer_denied(pump_answer_t *a, uint8_t reason, const char *detail);
+size_t pump_fit_text(char *dst, size_t cap, const char *src, size_t max_bytes); /* hil.wire_model.fit_text */
+void pump_refuse(pump_refusal_t *r, uint8_t reason, const char *field, const char *value, const char *expected);
+
+/* commands (pump_commands.c) */
+int64_t pump_worst_bolus_day_nl(const pump_t *p, const pump_patient_t *patient, const pump_plan_t *plan);
+int64_t pump_max_concentration(const pump_t *p);
+const char *pump_drug_name(int8_t index);
+bool pump_refill_due_tick(const pump_t *p, uint64_t *tick);
+
+/* engine (pump_engine.c) */
 bool pump_delivery_stopped(const pump_t *p);
 int64_t pump_steps_available(const pump_t *p);
 void pump_log(pump_t *p, uint16_t code, int32_t a0, int32_t a1, int32_t a2);
 void pump_log_blob(pump_t *p, uint16_t code, const uint8_t *data, size_t n);
-void pump_log_command(pump_t *p, uint8_t msg_id, const uint8_t *payload, size_t len);
+/* An accepted command's COMMAND blob: msg_id and its wire payload (replayed by a rebuild). The
+ * checkpoint cadence counts `model_records`, what the model's own blob of it takes, so that
+ * checkpoints fall where the model's do (a rebuild replays from the newest one). */
+void pump_log_command(pump_t *p, uint8_t msg_id, const uint8_t *payload, size_t len, uint32_t model_records);
 void pump_raise(pump_t *p, uint8_t code);
 void pump_clear(pump_t *p, uint8_t code);
 bool pump_alarm_active(const pump_t *p, uint8_t code);
+bool pump_alarm_acknowledge(pump_t *p, uint8_t code);  /* AlarmPanel.acknowledge: true when removed */
+uint8_t pump_sounding(const pump_t *p);                /* the sounding alarm's code, 0 none */
 void pump_after_alarm_removed(pump_t *p, bool was_stopped);
 void pump_resume(pump_t *p);
 void pump_halt_boluses(pump_t *p);
@@ -260,14 +327,32 @@ void pump_start_bolus(pump_t *p, const pump_bolus_t *b);
 void pump_start_planned_clinician_bolus(pump_t *p);
 void pump_note_bolus_start(pump_t *p, uint8_t kind, int64_t dose_pg);
 int64_t pump_recent_bolus_pg(const pump_t *p);
+/* the patient grants in the rolling 24 h: how many, and the newest one's tick */
+uint32_t pump_patient_grants(const pump_t *p, uint64_t *last_tick);
 void pump_settle(pump_t *p);                     /* due events, rates, checkpoint if due */
+void pump_stop_here(pump_t *p);                  /* end a span left waiting for samples at the present tick */
 void pump_checkpoint_soon(pump_t *p);
 int64_t pump_program_rate(const pump_t *p, uint64_t tick);
 int64_t pump_program_day_nl(const pump_t *p, uint8_t mode, int64_t rate, const pump_flex_step_t *flex, size_t n);
 int64_t pump_battery_used_nc(int64_t steps, uint64_t elapsed_ticks);
+/* BatterySpec.months_remaining */
+int64_t pump_battery_months(int64_t steps, uint64_t elapsed_ticks, int64_t steps_per_day, int64_t drained_nc);
 int pump_months_remaining(const pump_t *p);
 int64_t pump_path_push(pump_state_t *st, int64_t volume_nl, int64_t concentration);   /* FluidPath.push */
+int64_t pump_path_push_dose(const pump_state_t *st, int64_t volume_nl, int64_t concentration); /* same, no change */
 int64_t pump_path_old_drug_nl(const pump_state_t *st, int64_t concentration);
+int64_t pump_path_tip_concentration(const pump_state_t *st, bool *any);
 int32_t pump_latest_pressure_pa(const pump_t *p);  /* detector history's newest, 0 when empty */
+/* occlusion.scan_per_step on the pump's detector: one sample; the rule it fires (RULE_NONE: none) */
+uint8_t pump_detector_step(pump_state_t *st, int32_t pressure_pa);
+void pump_detector_reset(pump_state_t *st);
+
+/* 128-bit unsigned arithmetic from 64-bit pieces (no __int128 on the target) */
+typedef struct { uint64_t hi, lo; } pump_u128_t;
+pump_u128_t pump_u128_mul(uint64_t a, uint64_t b);
+pump_u128_t pump_u128_add(pump_u128_t a, uint64_t b);
+int pump_u128_cmp(pump_u128_t a, pump_u128_t b);
+pump_u128_t pump_u128_divmod32(pump_u128_t a, uint32_t d, uint32_t *rem);
+uint64_t pump_muldiv(uint64_t a, uint64_t b, uint64_t c);   /* floor(a * b / c), the quotient < 2^64 */
 
 #endif
