@@ -53,7 +53,9 @@ class PlantFixture:
         """The line levels now and at each change up to `to_tick`, and the tick this feed may run to
         (cut at the last change the message can carry)."""
         plant, now = self.plant, self.tick
-        changes = sorted({t for e in (*plant.mri, *plant.jams) for t in (e.start_tick, e.end_tick)
+        # every tick where the plant changes, as plant.next_change_tick stops the model there (an
+        # occlusion's start or end leaves the levels as they are, but is an event tick all the same)
+        changes = sorted({t for e in (*plant.occlusions, *plant.mri, *plant.jams) for t in (e.start_tick, e.end_tick)
                           if t is not None and now < t <= to_tick})
         if len(changes) > m.MAX_FIXTURE_LINES - 1:
             changes = changes[:m.MAX_FIXTURE_LINES - 1]

@@ -392,7 +392,7 @@ static void run_battery_drain(device_t *d, const frame_t *f)
     }
     uint64_t charge = rd_u64(f->payload + 8);
     pump_refusal_t refusal;
-    if (!pump_drain_battery(&d->pump, charge > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)charge, &refusal)) {
+    if (!pump_drain_battery(&d->pump, charge, &refusal)) {
         answer_refusal(d, f, &refusal);
         return;
     }

@@ -222,7 +222,11 @@ typedef struct {
 void pump_power_on(pump_t *p, pump_log_t *log, uint64_t tick);
 
 /* Announce line changes ahead (replaces those announced before; ticks in order, each > now or,
- * for the first, == now to set the present level without an event). */
+ * for the first, == now to set the present level without an event). Every announced tick > now is
+ * an event tick, whether a level changes there or not: announce the plant's occlusion starts and
+ * ends too (levels unchanged), as plant.next_change_tick stops the model there (it matters after a
+ * reset, when an overdue stall retry fires at the first event tick). At most PUMP_LINES_MAX: do
+ * not run past the last one announced while more follow. */
 void pump_set_lines(pump_t *p, const pump_line_t *lines, size_t n);
 
 /* Feed samples for the stroke ticks the pump asked for (replaces any unused ones). */
@@ -247,7 +251,11 @@ bool pump_drain_battery(pump_t *p, uint64_t charge_nc, pump_refusal_t *refusal);
 /* A command (msg_id and payload as on the wire) at the present tick: the answers' msg ids and
  * payloads (encoded), or a refusal. Handles GetStatus, the Program*, ClinicianBolus, PrimingBolus,
  * ConfigurePatientBolus, PatientBolusRequest, Refill, SetLowReservoirAlarm, AcknowledgeAlarm,
- * SetClock, Interrogate. Returns the number of answers (0 with refusal->refused set). */
+ * SetClock, Interrogate. Returns the number of answers (0 with refusal->refused set). A payload
+ * that protocol/ would not parse (size, enum range, UTF-8, text or list limit) is refused
+ * REFUSE_MALFORMED; another msg_id REFUSE_NOT_ALLOWED_NOW. The pump settles after an accepted
+ * command (GetStatus too), as Controller.handle does; pump_encode_status reads without settling.
+ * Inside a span still waiting for samples, the span ends here first (the model run to now). */
 typedef struct { uint8_t msg_id; uint16_t len; uint8_t payload[1024]; } pump_answer_t;
 size_t pump_command(pump_t *p, uint8_t msg_id, const uint8_t *payload, size_t len,
                     pump_answer_t answers[PUMP_ANSWERS_MAX], pump_refusal_t *refusal);
