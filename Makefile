@@ -49,11 +49,13 @@ firmware:
 # mutation testing of the qemu-m3 firmware's controller and protocol (hil/mutation.py): a seeded
 # sample of universalmutator's mutants, the standard suite on each, the kill rate and the survivors
 # in docs/mutation.md (survivors explained in rigs/qemu-m3/equivalent_mutants.toml). The unmutated
-# firmware must pass the suite first. MUTANTS_FLAGS adds options, e.g. --allow-failing-baseline.
+# firmware must pass the suite first. MUTANTS_FLAGS adds options, e.g. --allow-failing-baseline
+# (a development run), --jobs N, --timeout S; see `ithil mutants --help`.
 MUTANT_SOURCES := $(wildcard $(addprefix rigs/qemu-m3/,pump_engine.c pump_commands.c pump_wire.c device.c \
                     frame.c cobs.c crc32.c step_scheduler.c))
 MUTANTS_SAMPLE ?= 300
 MUTANTS_SEED   ?= 1
+MUTANTS_OUT    ?= docs/mutation.md
 MUTANTS_FLAGS  ?=
 
 mutants: setup
@@ -61,7 +63,7 @@ mutants: setup
 	    || $(BIN)/python -m pip install --quiet -e '.[mutants]'
 	$(MAKE) firmware
 	$(BIN)/ithil mutants --rig qemu-m3 $(addprefix --source ,$(MUTANT_SOURCES)) --artifact build/firmware.bin \
-	    --sample $(MUTANTS_SAMPLE) --seed $(MUTANTS_SEED) --version-of arm-none-eabi-gcc --out docs/mutation.md \
+	    --sample $(MUTANTS_SAMPLE) --seed $(MUTANTS_SEED) --version-of arm-none-eabi-gcc --out $(MUTANTS_OUT) \
 	    $(MUTANTS_FLAGS)
 
 bench: setup

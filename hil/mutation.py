@@ -1,0 +1,1052 @@
+"""Mutation testing of a rig's firmware: does the scenario suite notice when the firmware is wrong?
+
+A campaign (`ithil mutants`, `make mutants`):
+
+1. the baseline: the rig folder is copied and built with the build command, and every scenario
+   of the suite run on it (as many at once as there are workers, each within the timeout); a
+   baseline that does not pass (a scenario that fails, errs or runs past the timeout) stops the
+   campaign before any mutant is made, since a kill rate against a failing firmware means
+   nothing, unless `allow_failing_baseline` (for development; then a scenario the original does
+   not pass kills a mutant only when the mutant ends it otherwise: another verdict, first
+   divergence, failed check or reason; one that timed out is left out). Scenarios the rig cannot
+   run (NOT_RUN: a fault it cannot inject) are left out and named. The baseline's wall time per
+   scenario orders the suite for the mutants: quickest first, so most mutants are killed before
+   the long scenarios start;
+2. universalmutator's `mutate FILE --noCheck` writes FILE.mutant.N.c for every source into a
+   scratch folder (copies identical to the original or to another mutant are dropped);
+3. a seeded sample is drawn, spread over the sources in proportion to their mutant counts;
+4. each mutant gets a copy of the rig folder (of a snapshot taken at the start: build outputs
+   left out, and the baseline and every mutant built from the same sources) with that one source
+   replaced, built there with the build command (within BUILD_TIMEOUT_S): the copy's rig.toml
+   starts the copy's firmware,
+   since its device.start names it through "{folder}" (checked). A mutant that does not build is
+   INVALID (not counted, only numbered). If the build's artifact (`artifact`, e.g.
+   build/firmware.bin) is byte for byte the original's, the mutant is equivalent by construction
+   (it SURVIVES unrun, explained as such) unless `run_identical`;
+5. the ordered suite runs on it through hil.runner.run_scenario, stopping at the first scenario it
+   does not pass: KILLED by that scenario, with the divergence or reason; a mutant whose scenarios
+   still run `timeout_s` after the first one started is KILLED by the timeout, its worker's
+   process group (QEMU included) killed; passing everything, it SURVIVED;
+6. `jobs` worker processes run mutants at once, each in its own process group;
+7. write_report writes the Markdown report (docs/mutation.md): the kill rate, killed-by-scenario
+   counts and every survivor with its diff and an explanation from the rig's
+   equivalent_mutants.toml (survivors without one are flagged "unexplained").
+
+equivalent_mutants.toml, beside the rig.toml, explains survivors that are equivalent, so the
+explanations survive regeneration:
+
+    [[mutant]]
+    file = "step_scheduler.c"          # the source, relative to the rig folder
+    line = 42                          # the line of the original the mutant changes
+    mutated = "return inc >> 1;"       # the mutated line's text (whitespace need not match)
+    why = "..."                        # why no scenario can tell it from the original
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import multiprocessing
+import multiprocessing.connection
+import os
+import platform
+import random
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version as package_version
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
+
+from .errors import HilError
+
+REPO = Path(__file__).resolve().parent.parent
+STANDARD_SUITE = REPO / "suites" / "standard"
+DEFAULT_SAMPLE = 300
+DEFAULT_SEED = 1
+DEFAULT_EXCLUDE = ("build",)          # build outputs in the rig folder: never copied
+EQUIVALENTS_FILE = "equivalent_mutants.toml"
+BUILD_TIMEOUT_S = 300.0
+BASELINE_TIMEOUT_S = 600.0           # one scenario on the unmutated firmware, unless a timeout is given
+MIN_TIMEOUT_S = 60.0
+
+KILLED, SURVIVED, INVALID, ERROR = "killed", "survived", "invalid", "error"
+TIMEOUT = "timeout"                   # the `scenario` of a mutant killed by the timeout
+SAME_BINARY = "compiles to the same image as the original ({artifact} byte for byte): equivalent"
+UNEXPLAINED = "**unexplained**"
+
+
+class MutationError(HilError):
+    """A mutation campaign that cannot start or go on: a rig, source, build or tool that is not as
+    expected (names it and what was expected)."""
+
+
+class BaselineFailed(MutationError):
+    """The unmutated firmware does not pass the suite: no mutant is made. `baseline` is its Outcome."""
+
+    def __init__(self, message: str, baseline: "Outcome") -> None:
+        super().__init__(message)
+        self.baseline = baseline
+
+
+# ---- mutants --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mutant:
+    """One mutant of one source: universalmutator's FILE.mutant.N.c and what it changes."""
+
+    source: str                  # the source's path relative to the rig folder, e.g. "crc32.c"
+    number: int                  # universalmutator's N
+    path: Path                   # the mutated file
+    line: int                    # the first line of the original it changes (1-based)
+    original: str                # the original line(s) it changes
+    mutated: str                 # what stands there instead ("" when the line is gone)
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}#{self.number}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+def mutate_tool() -> str:
+    """universalmutator's `mutate` command: beside this Python (the venv) or on PATH."""
+    here = Path(sys.executable).with_name("mutate")
+    if here.exists():
+        return str(here)
+    found = shutil.which("mutate")
+    if found is None:
+        raise MutationError("universalmutator's `mutate` command is not installed; expected it in the venv: "
+                            "pip install -e '.[mutants]' (make mutants does it)")
+    return found
+
+
+class MutantFile(NamedTuple):
+    """A mutant file before it is looked at: its source, universalmutator's N and its path."""
+
+    source: str
+    number: int
+    path: Path
+
+
+def mutant_files(rig_folder: Path, source: str, scratch: Path) -> tuple[int, list[MutantFile]]:
+    """`mutate SOURCE --noCheck` into scratch/<source>/: how many files it wrote, and the distinct
+    ones (a copy identical to the original or to an earlier mutant dropped), by number."""
+    original = (rig_folder / source).resolve()
+    out = scratch.resolve() / source.replace("/", "__")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    done = subprocess.run([mutate_tool(), str(original), "--noCheck", "--mutantDir", str(out)], cwd=out,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise MutationError(f"mutate {original} --noCheck exited with {done.returncode}: "
+                            f"{(done.stderr or done.stdout).strip()[-500:]}")
+    pattern = re.compile(re.escape(original.stem) + r"\.mutant\.(\d+)" + re.escape(original.suffix) + "$")
+    files = sorted(((int(m.group(1)), p) for p in out.iterdir() if (m := pattern.match(p.name))),
+                   key=lambda pair: pair[0])
+    seen = {hashlib.sha256(original.read_bytes()).digest()}
+    distinct = []
+    for number, path in files:
+        digest = hashlib.sha256(path.read_bytes()).digest()
+        if digest not in seen:
+            seen.add(digest)
+            distinct.append(MutantFile(source, number, path))
+    return len(files), distinct
+
+
+def describe(rig_folder: Path, file: MutantFile) -> Mutant:
+    """A mutant file with what it changes: the line, the original's text there and the mutant's."""
+    line, before, after = _changed(_lines((rig_folder / file.source).read_bytes()), _lines(file.path.read_bytes()))
+    return Mutant(file.source, file.number, file.path, line, before, after)
+
+
+def generate_mutants(rig_folder: Path, source: str, scratch: Path) -> tuple[int, list[Mutant]]:
+    """mutant_files, each described (a campaign describes only the mutants it samples)."""
+    generated, files = mutant_files(rig_folder, source, scratch)
+    return generated, [describe(rig_folder, f) for f in files]
+
+
+def _lines(data: bytes) -> list[str]:
+    return data.decode("utf-8", errors="replace").splitlines()
+
+
+def _changed(original: list[str], mutated: list[str]) -> tuple[int, str, str]:
+    """Where a mutant differs (universalmutator changes one line, maybe into several): the first
+    line that differs (1-based), the original's lines there and the mutant's."""
+    n = min(len(original), len(mutated))
+    i = 0
+    while i < n and original[i] == mutated[i]:
+        i += 1
+    if i == len(original) == len(mutated):
+        return 0, "", ""
+    tail = 0
+    while tail < n - i and original[-1 - tail] == mutated[-1 - tail]:
+        tail += 1
+    i2, j2 = len(original) - tail, len(mutated) - tail
+    if i == i2 and i > 0:        # lines added after a line (universalmutator: "}" -> "}\nbreak;"): that line too
+        i -= 1
+    return i + 1, "\n".join(original[i:i2]), "\n".join(mutated[i:j2])
+
+
+def allocate(counts: Mapping[str, int], size: int) -> dict[str, int]:
+    """How many of `size` to draw from each source, in proportion to its count (largest
+    remainders get the rest; everything when size >= the total)."""
+    total = sum(counts.values())
+    if size >= total:
+        return dict(counts)
+    quotas = {s: size * c / total for s, c in counts.items()}
+    out = {s: int(q) for s, q in quotas.items()}
+    rest = size - sum(out.values())
+    for s in sorted(counts, key=lambda s: (-(quotas[s] - out[s]), -counts[s], s))[:rest]:
+        out[s] += 1
+    return out
+
+
+M = TypeVar("M", Mutant, MutantFile)
+
+
+def sample_mutants(mutants: Mapping[str, Sequence[M]], size: int, seed: int) -> list[M]:
+    """A seeded sample of `size` mutants (Mutant or MutantFile) spread over the sources in
+    proportion to their counts; the same seed and mutants give the same sample. Ordered by source
+    and number."""
+    rng = random.Random(seed)
+    quota = allocate({s: len(ms) for s, ms in mutants.items()}, size)
+    chosen: list[M] = []
+    for source in sorted(mutants):
+        pool = sorted(mutants[source], key=lambda m: m.number)
+        chosen += sorted(rng.sample(pool, quota[source]), key=lambda m: m.number)
+    return chosen
+
+
+# ---- a copy of the rig folder --------------------------------------------------------------------
+
+def copy_rig(rig_folder: Path, dest: Path, exclude: Iterable[str] = DEFAULT_EXCLUDE,
+             mutant: Mutant | None = None) -> Path:
+    """The rig folder copied to `dest` (the names in `exclude` left out at every level), with the
+    mutant's file in place of its source; `dest`."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(rig_folder, dest, ignore=shutil.ignore_patterns(*exclude), symlinks=True)
+    if mutant is not None:
+        target = dest / mutant.source
+        if not target.is_file():
+            raise MutationError(f"{mutant.source}: not in the copy of {rig_folder}; expected a source inside the "
+                                "rig folder")
+        shutil.copyfile(mutant.path, target)
+    return dest
+
+
+def check_starts_own_firmware(rig_folder: Path) -> None:
+    """The rig's device.start must name its firmware through "{folder}" (and not by the folder's
+    own path), so that a copy of the folder starts the copy's firmware."""
+    from .rig import load_rig
+
+    rig = load_rig(rig_folder / "rig.toml")
+    start = rig.config.device.get("start")
+    args = shlex.split(start) if isinstance(start, str) else list(start or [])
+    if not any("{folder}" in a for a in args):
+        raise MutationError(f"{rig_folder / 'rig.toml'}: device.start = {args!r} does not name the firmware through "
+                            "\"{folder}\"; expected a rig that starts the firmware built in its own folder "
+                            "(a copy of it must start the copy's)")
+    own = str(rig_folder.resolve())
+    if any(own in a for a in args):
+        raise MutationError(f"{rig_folder / 'rig.toml'}: device.start names {own} itself; expected \"{{folder}}\"")
+
+
+def build(folder: Path, command: Sequence[str], timeout_s: float = BUILD_TIMEOUT_S) -> tuple[bool, float, str]:
+    """Run the build command in `folder` ("{folder}" in it filled in): built?, seconds, the output's
+    last lines."""
+    argv = [a.replace("{folder}", str(folder)) for a in command]
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=timeout_s,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return False, time.perf_counter() - started, f"the build ran past {timeout_s:g} s"
+    except OSError as exc:
+        raise MutationError(f"build command {argv[0]!r}: cannot run it ({exc.strerror})") from None
+    output = (done.stdout + done.stderr).strip()
+    return done.returncode == 0, time.perf_counter() - started, _first_error(output)
+
+
+def _first_error(output: str) -> str:
+    lines = output.splitlines()
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors[0] if errors else "\n".join(lines[-3:]))[:300]
+
+
+def digest_of(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+# ---- running one firmware --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScenarioRun:
+    """How one scenario went on one firmware, in brief."""
+
+    id: str
+    verdict: str                 # hil.verdicts.Verdict's value: "pass", "fail", "error", "not run"
+    wall_s: float
+    failure: str                 # the first divergence, failed check or reason, in words ("" when it passed)
+    signature: tuple[str, ...]   # what "ended the same way" compares (no ports, no times)
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+
+
+def _stable(text: str) -> str:
+    return _URL.sub("<url>", text)
+
+
+def summarise(result: Any) -> ScenarioRun:
+    """A hil.verdicts.ScenarioResult in brief."""
+    failures = result.failures()
+    divergence = result.divergence.message() if result.divergence is not None else ""
+    checks = tuple(f"{c.step}: {c.what}: {c.measured}" for c in result.checks if not c.passed)
+    signature = (result.verdict.value, divergence, *checks, _stable(result.reason))
+    return ScenarioRun(result.scenario, result.verdict.value, round(result.wall_s, 3),
+                       failures[0] if failures else "", signature)
+
+
+def kills(run: ScenarioRun, original: ScenarioRun | None) -> bool:
+    """Did this scenario tell the mutant from the original? Not passing what the original passes;
+    or, for a scenario the original does not pass (allow_failing_baseline), ending otherwise."""
+    if original is None or original.verdict == "pass":
+        return run.verdict != "pass"
+    return run.signature != original.signature
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker does: build a copy of the rig folder (with a mutant in it, or the original)
+    and run scenarios on it."""
+
+    name: str                    # the copy's folder name under work_root
+    rig_folder: Path
+    work_root: Path
+    build_command: tuple[str, ...]
+    suites: tuple[Path, ...]
+    order: tuple[str, ...]       # the scenario ids to run, in order (empty: every scenario of the suites)
+    mutant: Mutant | None = None
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    artifact: str | None = None  # the build output compared with the original's (relative to the copy)
+    original_digest: str | None = None
+    run_identical: bool = False
+    originals: Mapping[str, ScenarioRun] = field(default_factory=dict)   # the baseline's runs
+    stop_at_kill: bool = True
+    keep: bool = False
+    build_timeout_s: float = BUILD_TIMEOUT_S
+    prebuilt: bool = False       # the folder is there and built (the baseline's): no copy, no build, kept
+
+    @property
+    def folder(self) -> Path:
+        return self.work_root / self.name
+
+
+@dataclass
+class Outcome:
+    """What came of one job: a mutant's verdict, or the baseline's runs."""
+
+    mutant: Mutant | None
+    status: str                  # KILLED, SURVIVED, INVALID or ERROR (the tool's own trouble)
+    scenario: str = ""           # the scenario that killed it, or TIMEOUT
+    reason: str = ""             # the divergence or reason; the build error of an invalid one
+    same_binary: bool = False    # its build output is the original's (not run, unless run_identical)
+    build_s: float = 0.0
+    run_s: float = 0.0
+    wall_s: float = 0.0
+    runs: list[ScenarioRun] = field(default_factory=list)
+    digest: str | None = None    # the artifact's SHA-256
+
+
+def run_job(job: Job, notify: Callable[[str], None] = lambda scenario: None) -> Outcome:
+    """Copy, build and run one firmware (see Job); `notify` hears each scenario as it starts."""
+    from .rig import load_rig
+    from .runner import run_scenario
+    from .scenario import load_suite
+
+    started = time.perf_counter()
+    outcome = Outcome(job.mutant, SURVIVED)
+    folder = job.folder
+    try:
+        if not job.prebuilt:
+            copy_rig(job.rig_folder, folder, job.exclude, job.mutant)
+            built, outcome.build_s, log = build(folder, job.build_command, job.build_timeout_s)
+            if not built:
+                outcome.status, outcome.reason = INVALID, log
+                return outcome
+        if job.artifact is not None and not job.prebuilt:
+            outcome.digest = digest_of(folder / job.artifact)
+            if outcome.digest is None:
+                raise MutationError(f"the build made no {job.artifact} in {folder}; expected the artifact named by "
+                                    "--artifact")
+        if job.mutant is not None and job.original_digest is not None and outcome.digest == job.original_digest:
+            outcome.same_binary = True
+            if not job.run_identical:
+                return outcome
+        rig = load_rig(folder / "rig.toml")
+        scenarios = {s.id: s for s in load_suite(list(job.suites))}
+        order = list(job.order) or list(scenarios)
+        run_started = time.perf_counter()
+        for scenario_id in order:
+            notify(scenario_id)
+            try:
+                run = summarise(run_scenario(rig, scenarios[scenario_id]))
+            except Exception as exc:   # noqa: BLE001 - the runner's own bug, brought out by this firmware
+                text = f"the runner itself raised {type(exc).__name__}: {exc} (a host bug as well)"
+                run = ScenarioRun(scenario_id, "error", 0.0, text, ("error", _stable(text)))
+            outcome.runs.append(run)
+            if job.stop_at_kill and kills(run, job.originals.get(scenario_id)):
+                outcome.status, outcome.scenario = KILLED, scenario_id
+                original = job.originals.get(scenario_id)
+                outcome.reason = (run.failure or run.verdict) if original is None or original.verdict == "pass" else (
+                    f"ends otherwise than on the original: {run.failure or run.verdict} (the original: "
+                    f"{original.failure or original.verdict})")
+                break
+        outcome.run_s = time.perf_counter() - run_started
+        return outcome
+    finally:
+        outcome.wall_s = time.perf_counter() - started
+        if not (job.keep or job.prebuilt):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---- worker processes ----------------------------------------------------------------------------
+
+def _worker_main(conn: multiprocessing.connection.Connection) -> None:
+    """A worker: its own process group (so a timeout kills it with the QEMU it started), then
+    jobs from the pipe until None."""
+    os.setsid()
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        try:
+            outcome = run_job(job, lambda scenario: conn.send(("scenario", scenario)))
+        except Exception as exc:   # noqa: BLE001 - the tool's own trouble, reported as such
+            outcome = Outcome(job.mutant, ERROR, reason=f"{type(exc).__name__}: {exc}")
+        conn.send(("done", outcome))
+
+
+class _Worker:
+    def __init__(self, context: Any) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child,), name="ithil-mutant-worker")
+        self.process.start()
+        child.close()
+        self.job: Job | None = None
+        self.deadline = 0.0
+        self.started = 0.0
+        self.scenario = ""
+
+    def give(self, job: Job, timeout_s: float) -> None:
+        """The job; its deadline: the build's own limit (and a minute to start the worker) until
+        its first scenario starts, then `timeout_s` from there (see scenario_started)."""
+        self.job, self.scenario, self.timeout_s = job, "", timeout_s
+        self.started = time.monotonic()
+        self.deadline = self.started + job.build_timeout_s + 60 + timeout_s
+        self.conn.send(job)
+
+    def scenario_started(self, scenario: str) -> None:
+        if not self.scenario:
+            self.deadline = time.monotonic() + self.timeout_s
+        self.scenario = scenario
+
+    def kill(self) -> None:
+        """Kill the worker's process group (the worker, QEMU and whatever else it started)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass                   # not yet a group of its own: the worker alone
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(10)
+        self.conn.close()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(10)
+        if self.process.is_alive():
+            self.kill()
+        else:
+            self.conn.close()
+
+
+def run_jobs(jobs: Sequence[Job], workers: int, timeout_s: float,
+             on_outcome: Callable[[Outcome], None] = lambda outcome: None) -> list[Outcome]:
+    """Every job on `workers` worker processes at once; one whose scenarios run past `timeout_s`
+    (counted from its first scenario's start: the build has its own limit, Job.build_timeout_s)
+    is killed with its process group and comes back KILLED by TIMEOUT, naming the scenario it was
+    in. Outcomes in the order of the jobs."""
+    context = multiprocessing.get_context("spawn")
+    pending = deque(enumerate(jobs))
+    pool: list[_Worker] = []
+    running: dict[int, int] = {}          # id(worker) -> the job's index
+    outcomes: dict[int, Outcome] = {}
+
+    def finish(index: int, outcome: Outcome) -> None:
+        outcomes[index] = outcome
+        on_outcome(outcome)
+
+    try:
+        while pending or running:
+            for worker in pool:
+                if worker.job is None and pending:
+                    index, job = pending.popleft()
+                    running[id(worker)] = index
+                    worker.give(job, timeout_s)
+            while len(pool) < max(1, workers) and pending:
+                worker = _Worker(context)
+                pool.append(worker)
+                index, job = pending.popleft()
+                running[id(worker)] = index
+                worker.give(job, timeout_s)
+            busy = [w for w in pool if w.job is not None]
+            wait_s = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+            ready = multiprocessing.connection.wait([w.conn for w in busy], timeout=wait_s)
+            for worker in busy:
+                job = worker.job
+                assert job is not None
+                if worker.conn in ready:
+                    try:
+                        kind, value = worker.conn.recv()
+                    except (EOFError, OSError):
+                        kind, value = "died", None
+                    if kind == "scenario":
+                        worker.scenario_started(value)
+                        continue
+                    index = running.pop(id(worker))
+                    worker.job = None
+                    if kind == "done":
+                        finish(index, value)
+                        continue
+                    code = worker.process.exitcode
+                    worker.kill()
+                    pool.remove(worker)
+                    _forget(job)
+                    finish(index, Outcome(job.mutant, ERROR, reason=f"the worker process died (exit code {code})"))
+                elif time.monotonic() >= worker.deadline:
+                    index = running.pop(id(worker))
+                    worker.kill()
+                    pool.remove(worker)
+                    _forget(job)
+                    spent = time.monotonic() - worker.started
+                    what = (f"still running {timeout_s:g} s after its first scenario started, in scenario "
+                            f"{worker.scenario}" if worker.scenario else f"still building after {spent:.0f} s")
+                    finish(index, Outcome(job.mutant, KILLED, TIMEOUT, f"{what}; killed (a hang counts as killed by "
+                                          "the timeout)", wall_s=spent))
+    finally:
+        for worker in pool:
+            if worker.job is not None:
+                worker.kill()
+                _forget(worker.job)
+            else:
+                worker.stop()
+    return [outcomes[i] for i in range(len(jobs))]
+
+
+def _forget(job: Job) -> None:
+    if not (job.keep or job.prebuilt):
+        shutil.rmtree(job.folder, ignore_errors=True)
+
+
+# ---- a campaign ------------------------------------------------------------------------------------
+
+@dataclass
+class Settings:
+    """What a campaign mutates, builds, runs and how."""
+
+    rig_folder: Path
+    sources: list[str]                    # relative to the rig folder
+    build_command: tuple[str, ...] = ("make",)
+    artifact: str | None = None           # e.g. "build/firmware.bin": same bytes as the original's -> equivalent
+    suites: tuple[Path, ...] = (STANDARD_SUITE,)
+    sample_size: int = DEFAULT_SAMPLE
+    seed: int = DEFAULT_SEED
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    timeout_s: float | None = None        # on a mutant's scenarios; None: from the baseline (see timeout_for)
+    work_dir: Path | None = None          # None: a fresh temporary folder, removed at the end
+    keep: bool = False
+    allow_failing_baseline: bool = False
+    run_identical: bool = False
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    versions_of: tuple[str, ...] = ()     # programs whose `--version` the report records
+
+
+@dataclass
+class SourceCount:
+    source: str
+    generated: int               # files mutate wrote
+    distinct: int                # after dropping copies
+    sampled: int = 0
+
+
+@dataclass
+class Campaign:
+    """A finished campaign: what was run and what came of it."""
+
+    settings: Settings
+    rig_name: str
+    started: dt.datetime
+    versions: dict[str, str]
+    baseline: Outcome
+    order: list[str]                       # the scenarios run on the mutants, in order
+    left_out: list[ScenarioRun]            # scenarios not run on the mutants and why
+    sources: list[SourceCount] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    timeout_s: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)   # baseline, generate, mutants, total
+
+    def of(self, status: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def kill_rate(self) -> float | None:
+        killed, survived = len(self.of(KILLED)), len(self.of(SURVIVED))
+        return killed / (killed + survived) if killed + survived else None
+
+
+def timeout_for(baseline: Outcome, order: Sequence[str]) -> float:
+    """The default per-mutant limit on its scenarios: three times the baseline's (the mutants share
+    the cores) and half a minute, at least a minute."""
+    runs = {r.id: r.wall_s for r in baseline.runs}
+    return float(max(MIN_TIMEOUT_S, round(3 * sum(runs.get(s, 0.0) for s in order) + 30)))
+
+
+def tool_versions(rig_folder: Path, programs: Iterable[str]) -> dict[str, str]:
+    """ithil, universalmutator, Python, the rig's device program and `programs`, each `--version`'s
+    first line."""
+    from .rig import load_rig
+
+    out = {"ithil": _package_version("ithil"), "universalmutator": _package_version("universalmutator"),
+           "python": platform.python_version()}
+    start = load_rig(rig_folder / "rig.toml").config.device.get("start")
+    args = shlex.split(start) if isinstance(start, str) else list(start or [])
+    for program in ([args[0]] if args and "{" not in args[0] else []) + list(programs):
+        if program in out:
+            continue
+        try:
+            done = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30)
+            line = (done.stdout or done.stderr).strip().splitlines()
+            out[program] = line[0] if line else "?"
+        except (OSError, subprocess.TimeoutExpired):
+            out[program] = "not found"
+    return out
+
+
+def _package_version(name: str) -> str:
+    try:
+        return package_version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def normalise_sources(rig_folder: Path, sources: Iterable[str | Path]) -> list[str]:
+    """Each source as a path relative to the rig folder (given relative to it, to the working
+    folder, or absolute); MutationError for one that is not a file inside it."""
+    root = rig_folder.resolve()
+    out: list[str] = []
+    for s in sources:
+        path = Path(s)
+        candidates = [path] if path.is_absolute() else [root / path, Path.cwd() / path]
+        found = next((c.resolve() for c in candidates if c.is_file()), None)
+        if found is None:
+            raise MutationError(f"source {str(s)!r}: no such file in {rig_folder} (nor from here); expected a C "
+                                "source of the rig's firmware")
+        if not found.is_relative_to(root):
+            raise MutationError(f"source {str(s)!r}: {found} is outside the rig folder {root}; expected a source "
+                                "that the rig's build compiles")
+        rel = found.relative_to(root).as_posix()
+        if rel not in out:
+            out.append(rel)
+    if not out:
+        raise MutationError(f"no sources to mutate; expected C files of {rig_folder}")
+    return out
+
+
+def run_baseline(settings: Settings, common: Mapping[str, Any], scenario_ids: Sequence[str]) -> Outcome:
+    """The unmutated firmware: copied and built once (MutationError if it does not build), then each
+    scenario as a job of its own on `settings.jobs` workers, each within the timeout (given, or
+    BASELINE_TIMEOUT_S): one that runs past it is an error on the original (signature (TIMEOUT,)).
+    An Outcome with every scenario's run, the build's time and the artifact's digest."""
+    folder = copy_rig(common["rig_folder"], common["work_root"] / "baseline", settings.exclude)
+    built, build_s, log = build(folder, settings.build_command)
+    if not built:
+        raise MutationError(f"the unmutated firmware does not build ({' '.join(settings.build_command)} in a copy of "
+                            f"{common['rig_folder']}): {log}")
+    digest = None
+    if settings.artifact is not None:
+        digest = digest_of(folder / settings.artifact)
+        if digest is None:
+            raise MutationError(f"the build made no {settings.artifact}; expected the artifact named by --artifact "
+                                f"(relative to the rig folder)")
+    started = time.perf_counter()
+    jobs = [Job("baseline", order=(sid,), stop_at_kill=False, prebuilt=True, **common) for sid in scenario_ids]
+    outcomes = run_jobs(jobs, settings.jobs, settings.timeout_s or BASELINE_TIMEOUT_S)
+    runs = []
+    for sid, outcome in zip(scenario_ids, outcomes):
+        if outcome.runs:
+            runs += outcome.runs
+        elif outcome.scenario == TIMEOUT:
+            runs.append(ScenarioRun(sid, "error", outcome.wall_s, f"on the original: {outcome.reason}", (TIMEOUT,)))
+        else:
+            raise MutationError(f"the baseline could not run {sid}: {outcome.reason}")
+    return Outcome(None, SURVIVED, build_s=build_s, run_s=time.perf_counter() - started,
+                   wall_s=build_s + time.perf_counter() - started, runs=runs, digest=digest)
+
+
+def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: None,
+                 on_outcome: Callable[[int, int, Outcome], None] | None = None) -> Campaign:
+    """A whole campaign (see the module docstring). BaselineFailed when the original firmware does
+    not pass the suite (unless settings.allow_failing_baseline); MutationError when the rig,
+    sources or tools are not as expected."""
+    from .rig import load_rig
+    from .scenario import load_suite
+
+    started_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    t0 = time.perf_counter()
+    folder = settings.rig_folder.resolve()
+    if not (folder / "rig.toml").is_file():
+        raise MutationError(f"{settings.rig_folder}: no rig.toml there; expected a rig folder")
+    rig_name = load_rig(folder / "rig.toml").name
+    check_starts_own_firmware(folder)
+    sources = normalise_sources(folder, settings.sources)
+    scenarios = load_suite(list(settings.suites))
+    if settings.sample_size < 1:
+        raise MutationError(f"sample size {settings.sample_size}: expected at least 1")
+    mutate_tool()                                       # fail before the baseline if it is missing
+    versions = tool_versions(folder, settings.versions_of)
+
+    work_root = Path(tempfile.mkdtemp(prefix="ithil-mutants-", dir=settings.work_dir))
+    try:
+        # one snapshot of the rig folder for the whole campaign: the baseline and every mutant are
+        # built from the same sources, even if someone edits the folder meanwhile
+        snapshot = copy_rig(folder, work_root / "original", settings.exclude)
+        common = dict(rig_folder=snapshot, work_root=work_root, build_command=tuple(settings.build_command),
+                      suites=tuple(settings.suites), exclude=tuple(settings.exclude), artifact=settings.artifact,
+                      keep=settings.keep)
+        say(f"baseline: building the unmutated firmware of {rig_name} and running {len(scenarios)} scenarios, "
+            f"{settings.jobs} at once")
+        baseline = run_baseline(settings, common, [s.id for s in scenarios])
+        t_baseline = time.perf_counter() - t0
+        failing = [r for r in baseline.runs if r.verdict in ("fail", "error")]
+        if failing and not settings.allow_failing_baseline:
+            names = "; ".join(f"{r.id}: {r.verdict}: {_short(r.failure)}" for r in failing)
+            raise BaselineFailed(f"the unmutated firmware does not pass the suite ({len(failing)} of {len(baseline.runs)} "
+                                 f"scenarios do not: {names}); no mutant was made: a kill rate against a failing "
+                                 "baseline means nothing (--allow-failing-baseline to go on anyway, for development)",
+                                 baseline)
+        usable = [r for r in baseline.runs if r.verdict != "not run" and r.signature != (TIMEOUT,)]
+        left_out = [r for r in baseline.runs if r not in usable]
+        if not usable:
+            raise MutationError("no scenario of the suite ran on the unmutated firmware (every one NOT_RUN); "
+                                "expected scenarios this rig can run")
+        order = [r.id for r in sorted(usable, key=lambda r: (r.wall_s, r.id))]
+        timeout_s = settings.timeout_s if settings.timeout_s is not None else timeout_for(baseline, order)
+        say(f"baseline: {sum(r.verdict == 'pass' for r in usable)} of {len(baseline.runs)} scenarios pass"
+            f"{f', {len(failing)} do not (allowed)' if failing else ''}"
+            f"{f', {len(left_out)} not run on this rig' if left_out else ''}; "
+            f"build {baseline.build_s:.1f} s, scenarios {sum(r.wall_s for r in baseline.runs):.1f} s "
+            f"({baseline.run_s:.1f} s on {settings.jobs} workers); per-mutant timeout {timeout_s:g} s")
+        walls = {r.id: r.wall_s for r in usable}
+        say("scenario order (quickest on the baseline first): " + ", ".join(f"{s} {walls[s]:.1f} s" for s in order))
+
+        t1 = time.perf_counter()
+        counts, pools = [], {}
+        for source in sources:
+            generated, files = mutant_files(snapshot, source, work_root / "mutants")
+            counts.append(SourceCount(source, generated, len(files)))
+            pools[source] = files
+        sample = [describe(snapshot, f) for f in sample_mutants(pools, settings.sample_size, settings.seed)]
+        per_source = Counter(m.source for m in sample)
+        for c in counts:
+            c.sampled = per_source[c.source]
+        if not settings.keep:                           # the rest are not needed: thousands of files
+            chosen = {m.path for m in sample}
+            for m in (m for ms in pools.values() for m in ms if m.path not in chosen):
+                m.path.unlink(missing_ok=True)
+        t_generate = time.perf_counter() - t1
+        say(f"mutants: {sum(c.distinct for c in counts)} distinct of {sum(c.generated for c in counts)} generated; "
+            f"sampled {len(sample)} (seed {settings.seed}); {settings.jobs} at once")
+
+        originals = {r.id: r for r in usable}
+        jobs = [Job(f"{m.source.replace('/', '__')}.{m.number}", order=tuple(order), mutant=m,
+                    original_digest=baseline.digest, run_identical=settings.run_identical, originals=originals,
+                    **common) for m in sample]
+        done = [0]
+
+        def report(outcome: Outcome) -> None:
+            done[0] += 1
+            if on_outcome is not None:
+                on_outcome(done[0], len(jobs), outcome)
+
+        t2 = time.perf_counter()
+        outcomes = run_jobs(jobs, settings.jobs, timeout_s, report)
+        t_mutants = time.perf_counter() - t2
+    finally:
+        if not settings.keep:
+            shutil.rmtree(work_root, ignore_errors=True)
+    return Campaign(settings, rig_name, started_at, versions, baseline, order, left_out, counts, outcomes, timeout_s,
+                    {"baseline": t_baseline, "generate": t_generate, "mutants": t_mutants,
+                     "total": time.perf_counter() - t0})
+
+
+# ---- equivalent mutants and the report ---------------------------------------------------------------
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split())
+
+
+def load_equivalents(path: Path) -> dict[tuple[str, int, str], str]:
+    """equivalent_mutants.toml (module docstring): (file, line, mutated text with its whitespace
+    normalised) -> why. No file: none."""
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise MutationError(f"{path}: cannot read it ({exc})") from None
+    entries = data.get("mutant", [])
+    unknown = set(data) - {"mutant"}
+    if unknown or not isinstance(entries, list):
+        raise MutationError(f"{path}: expected only [[mutant]] tables, got {sorted(unknown) or 'mutant = ' + repr(entries)}")
+    out: dict[tuple[str, int, str], str] = {}
+    for i, entry in enumerate(entries):
+        where = f"{path}: mutant[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"file", "line", "mutated", "why"}:
+            raise MutationError(f"{where}: expected the keys file, line, mutated, why; got "
+                                f"{sorted(entry) if isinstance(entry, dict) else entry!r}")
+        if not (isinstance(entry["file"], str) and isinstance(entry["line"], int) and isinstance(entry["mutated"], str)
+                and isinstance(entry["why"], str) and entry["why"].strip()):
+            raise MutationError(f"{where}: expected file (text), line (integer), mutated (text) and why (text, "
+                                "not empty)")
+        out[(entry["file"], entry["line"], _normal(entry["mutated"]))] = entry["why"].strip()
+    return out
+
+
+def explanation(outcome: Outcome, equivalents: Mapping[tuple[str, int, str], str], artifact: str | None) -> str | None:
+    """Why a mutant is equivalent: the checked-in explanation, or the same build output; None if
+    nothing says so."""
+    m = outcome.mutant
+    if m is None:
+        return None
+    why = equivalents.get((m.source, m.line, _normal(m.mutated)))
+    if why is not None:
+        return why
+    if outcome.same_binary:
+        return SAME_BINARY.format(artifact=artifact or "the build output")
+    return None
+
+
+def _code(text: str) -> str:
+    return "<code>" + html.escape(text, quote=False).replace("|", "&#124;") + "</code>" if text else ""
+
+
+def _diff(m: Mutant) -> str:
+    lines = [_code("- " + ln.strip()) for ln in m.original.splitlines()]
+    lines += [_code("+ " + ln.strip()) for ln in m.mutated.splitlines()] or [_code("+ (line removed)")]
+    return "<br>".join(lines)
+
+
+def _cell(text: str, limit: int = 300) -> str:
+    return html.escape(_short(text, limit), quote=False).replace("|", "&#124;")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def write_report(campaign: Campaign, path: Path, equivalents: Mapping[tuple[str, int, str], str] | None = None,
+                 equivalents_file: str = EQUIVALENTS_FILE) -> Path:
+    """The Markdown report of a campaign (module docstring); its path."""
+    s = campaign.settings
+    equivalents = equivalents or {}
+    killed, survived, invalid, errors = (campaign.of(k) for k in (KILLED, SURVIVED, INVALID, ERROR))
+    explained = [(o, explanation(o, equivalents, s.artifact)) for o in survived]
+    equivalent = [o for o, why in explained if why is not None]
+    unexplained = [o for o, why in explained if why is None]
+    non_eq = len(killed) / (len(killed) + len(unexplained)) if killed or unexplained else None
+    timeouts = [o for o in killed if o.scenario == TIMEOUT]
+    ran = [o for o in killed + survived if not o.same_binary]
+    sampled = len(campaign.outcomes)
+    baseline_runs = {r.id: r for r in campaign.baseline.runs}
+    failing = [r for r in campaign.baseline.runs if r.verdict in ("fail", "error")]
+
+    out: list[str] = []
+    w = out.append
+    w("# Mutation testing of the firmware\n")
+    w(f"Written by `ithil mutants` (hil/mutation.py; `make mutants` for the qemu-m3 firmware); "
+      f"regenerate it rather than editing it. Survivors are explained in `{_rel(s.rig_folder / equivalents_file)}` "
+      "(file, line, mutated text and why), which this report reads.\n")
+    if failing:
+        w(f"> **The baseline does not pass the suite**: {len(failing)} of {len(campaign.baseline.runs)} scenarios fail or "
+          "err on the unmutated firmware, and this development run went on with `--allow-failing-baseline`. A scenario "
+          "the original does not pass killed a mutant only where the mutant ended it otherwise. The kill rate below is "
+          "not the firmware's.\n")
+    w("| | |\n|---|---|")
+    rows = [("date", campaign.started.strftime("%Y-%m-%d %H:%M UTC")), ("rig", f"{campaign.rig_name} ({_rel(s.rig_folder)})"),
+            ("seed", str(s.seed)), ("sample asked", str(s.sample_size)),
+            ("build", f"`{' '.join(s.build_command)}` in a copy of the rig folder"
+                      + (f"; same-image check on `{s.artifact}`" if s.artifact else "")),
+            ("jobs", f"{s.jobs} at once"), ("per-mutant timeout", f"{campaign.timeout_s:g} s on the scenarios (the build "
+                                           f"has {BUILD_TIMEOUT_S:g} s)")]
+    rows += [(f"version of {k}", _cell(v)) for k, v in campaign.versions.items()]
+    for k, v in rows:
+        w(f"| {k} | {v} |")
+    w("")
+
+    w("## Result\n")
+    w("| | |\n|---|---|")
+    for k, v in [("sampled", sampled), ("invalid (do not build; not counted)", len(invalid)),
+                 ("killed", f"{len(killed)}" + (f" ({len(timeouts)} by the timeout)" if timeouts else "")),
+                 ("survived", len(survived)),
+                 ("of which equivalent (explained, or the same image)", len(equivalent)),
+                 ("of which **unexplained**", len(unexplained)),
+                 ("tool errors (not counted)", len(errors)),
+                 ("**kill rate** killed / (killed + survived)", f"**{_pct(campaign.kill_rate)}**"),
+                 ("**non-equivalent kill rate** killed / (killed + unexplained survivors)", f"**{_pct(non_eq)}**"),
+                 ("time", _time(campaign.seconds, ran, killed, survived))]:
+        w(f"| {k} | {v} |")
+    w("")
+
+    w("## Sources\n")
+    w("| source | mutants generated | distinct | sampled | invalid | killed | survived |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    by = Counter((o.mutant.source, o.status) for o in campaign.outcomes if o.mutant is not None)
+    for c in campaign.sources:
+        w(f"| `{c.source}` | {c.generated} | {c.distinct} | {c.sampled} | {by[c.source, INVALID]} | {by[c.source, KILLED]} "
+          f"| {by[c.source, SURVIVED]} |")
+    w("")
+
+    w("## Killed, by scenario\n")
+    w("The scenarios run on each mutant in this order (quickest on the baseline first), stopping at the first that "
+      "tells it from the original; \"run on\": how many mutants got that far (a mutant killed by the timeout counts "
+      "for none).\n")
+    w("| # | scenario | baseline | baseline time | run on | kills | kills / run on |")
+    w("|---:|---|---|---:|---:|---:|---:|")
+    kills_by = Counter(o.scenario for o in killed)
+    ran_on = Counter(r.id for o in campaign.outcomes for r in o.runs)
+    for i, sid in enumerate(campaign.order, 1):
+        r = baseline_runs[sid]
+        share = f"{100 * kills_by[sid] / ran_on[sid]:.0f} %" if ran_on[sid] else "–"
+        w(f"| {i} | {sid} | {r.verdict} | {r.wall_s:.1f} s | {ran_on[sid]} | {kills_by[sid]} | {share} |")
+    if timeouts:
+        w(f"| | (timeout) | | | | {len(timeouts)} | |")
+    w("")
+    if campaign.left_out:
+        w("Left out (not run on the unmutated firmware, so on no mutant):\n")
+        for r in campaign.left_out:
+            w(f"- {r.id}: {_cell(r.failure or r.verdict)}")
+        w("")
+
+    w("## Survivors\n")
+    if not survived:
+        w("None.\n")
+    else:
+        w(f"Each survivor passed every scenario. Explain an equivalent one in `{_rel(s.rig_folder / equivalents_file)}`; "
+          "for any other, add the scenario that kills it.\n")
+        w("| mutant | where | diff | explanation |")
+        w("|---|---|---|---|")
+        for o, why in sorted(explained, key=lambda p: (p[0].mutant.source, p[0].mutant.line, p[0].mutant.number)):
+            m = o.mutant
+            w(f"| {m.number} | `{m.where}` | {_diff(m)} | {_cell(why, 600) if why is not None else UNEXPLAINED} |")
+        w("")
+    claimed = [o for o in killed if o.mutant is not None
+               and (o.mutant.source, o.mutant.line, _normal(o.mutant.mutated)) in equivalents]
+    if claimed:
+        w("### Explained as equivalent, yet killed\n")
+        w(f"These entries of `{equivalents_file}` are wrong: a scenario tells the mutant from the original.\n")
+        for o in claimed:
+            w(f"- `{o.mutant.where}` {_diff(o.mutant)}: killed by {o.scenario}")
+        w("")
+
+    if killed:
+        w("## Killed mutants\n")
+        w("<details><summary>every killed mutant, the scenario and the first divergence or reason</summary>\n")
+        w("| mutant | where | diff | killed by | why |")
+        w("|---|---|---|---|---|")
+        for o in sorted(killed, key=lambda o: (o.mutant.source, o.mutant.line, o.mutant.number)):
+            m = o.mutant
+            w(f"| {m.number} | `{m.where}` | {_diff(m)} | {o.scenario} | {_cell(o.reason)} |")
+        w("\n</details>\n")
+    if errors:
+        w("## Tool errors\n")
+        for o in errors:
+            w(f"- `{o.mutant.where if o.mutant else 'baseline'}`: {_cell(o.reason)}")
+        w("")
+
+    w("## Run it\n")
+    w("```")
+    if s.rig_folder.resolve() == REPO / "rigs" / "qemu-m3":
+        w("make mutants                  # the full campaign (MUTANTS_SAMPLE=300, MUTANTS_FLAGS=... to change it)")
+    suites = [] if list(s.suites) == [STANDARD_SUITE] else [f"--suite {_rel(p)}" for p in s.suites]
+    sources = [c.source for c in campaign.sources] or s.sources
+    w(" ".join([f"ithil mutants --rig {_rel(s.rig_folder)}", *(f"--source {x}" for x in sources), *suites,
+                f"--build {shlex.quote(' '.join(s.build_command))}", f"--sample {s.sample_size} --seed {s.seed}",
+                *([f"--artifact {s.artifact}"] if s.artifact else []),
+                *(["--allow-failing-baseline"] if s.allow_failing_baseline else [])]))
+    w("```")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return path
+
+
+def _time(seconds: Mapping[str, float], ran: Sequence[Outcome], killed: Sequence[Outcome],
+          survived: Sequence[Outcome]) -> str:
+    parts = [f"{seconds.get('total', 0) / 60:.1f} min in all (baseline {seconds.get('baseline', 0):.0f} s, "
+             f"mutants {seconds.get('mutants', 0):.0f} s)"]
+    if ran:
+        parts.append(f"{sum(o.wall_s for o in ran) / len(ran):.1f} s per mutant run (build and suite, one worker)")
+    k = [o for o in killed if o.scenario != TIMEOUT]
+    if k:
+        parts.append(f"killed in {sum(o.wall_s for o in k) / len(k):.1f} s on average")
+    s = [o for o in survived if not o.same_binary]
+    if s:
+        parts.append(f"survivors {sum(o.wall_s for o in s) / len(s):.1f} s")
+    return "; ".join(parts)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def summary_line(campaign: Campaign, equivalents: Mapping[tuple[str, int, str], str]) -> str:
+    killed, survived, invalid = (campaign.of(k) for k in (KILLED, SURVIVED, INVALID))
+    unexplained = [o for o in survived if explanation(o, equivalents, campaign.settings.artifact) is None]
+    non_eq = len(killed) / (len(killed) + len(unexplained)) if killed or unexplained else None
+    return (f"{len(campaign.outcomes)} sampled: {len(invalid)} invalid, {len(killed)} killed, {len(survived)} survived "
+            f"({len(unexplained)} unexplained); kill rate {_pct(campaign.kill_rate)}, non-equivalent kill rate "
+            f"{_pct(non_eq)}; {campaign.seconds.get('total', 0) / 60:.1f} min")
+
+
+__all__ = ["Mutant", "MutantFile", "mutant_files", "describe", "Outcome", "Job", "Settings", "Campaign", "ScenarioRun", "MutationError", "BaselineFailed",
+           "generate_mutants", "allocate", "sample_mutants", "copy_rig", "check_starts_own_firmware", "build",
+           "run_job", "run_jobs", "run_campaign", "load_equivalents", "explanation", "write_report", "kills",
+           "summarise", "timeout_for", "normalise_sources", "summary_line", "KILLED", "SURVIVED", "INVALID",
+           "ERROR", "TIMEOUT"]
