@@ -25,7 +25,8 @@
 #define WINDOW_ENTRIES 16u
 #define ANSWER_CAP (FRAME_MAX_ENCODED + 1u)   /* one encoded answer frame and its delimiter */
 #define KEY_COUNT 2u
-#define TELEMETRY_PERIOD_TICKS (300ull * TICK_HZ) /* one Telemetry frame per 5 min of pump time */
+#define TELEMETRY_PERIOD_TICKS (900ull * TICK_HZ) /* one Telemetry frame per 15 min of pump time: QEMU sends
+                                                     each UART byte in its own syscall, about 0.3 ms a frame */
 #define DEVICE_RETAINED_MAGIC 0x52544E44u         /* "DNTR": the device survived a processor reset */
 #define CLINICIAN_TEST_KEY_ID 1u
 #define PATIENT_TEST_KEY_ID 2u
