@@ -40,6 +40,7 @@ from firmware_model.fluid_path import FluidPath
 from firmware_model.occlusion import DetectorSettings, scan_per_step
 from firmware_model.plant import Jam, MriExposure, Occlusion, Plant
 from firmware_model.units import TICKS_PER_DAY as D, TICKS_PER_HOUR as H, TICKS_PER_MINUTE as M
+from hil.fixture import PlantFixture
 from hil.wire_model import answers_to_wire, command_to_wire, refusal_to_nak, status_to_wire, telemetry_message
 from protocol.framing import encode_payload
 from protocol.messages import CATALOGUE
@@ -167,12 +168,6 @@ class Faults:
         return Plant(seed=self.seed, occlusions=self.occlusions, mri=self.mri, jams=self.jams)
 
 
-def change_ticks(plant: Plant) -> list[int]:
-    ticks = {t for o in plant.occlusions for t in (o.start_tick, o.end_tick) if t is not None}
-    ticks |= {t for m in (*plant.mri, *plant.jams) for t in (m.start_tick, m.end_tick) if t is not None}
-    return sorted(ticks)
-
-
 @dataclass
 class Twin:
     """The model and the C pump, run side by side; every observable compared after every step."""
@@ -185,65 +180,38 @@ class Twin:
 
     def __post_init__(self) -> None:
         self.plant_m = self.faults.plant()
-        self.plant_c = self.faults.plant()
+        self.fixture = PlantFixture(self.faults.plant())
         self.model = Controller(self.config, self.plant_m)
         self.model.advance(0)
         self.cpump.ask("init 0")
-        self._fed: list[int] = []
-        self._committed = 0
-        self._settled = -1
         self.compare("power on")
 
     @property
     def now(self) -> int:
         return self.model.state.tick
 
-    # ---- the fixture -------------------------------------------------------------------------
-
-    def _lines(self, tick: int) -> int | None:
-        """Announce the lines from `tick` on (the present level first); the tick the run must not
-        pass (the last announced change, when more follow), or None."""
-        plant = self.plant_c
-        ahead = [t for t in change_ticks(plant) if t > tick]
-        shown = ahead[:7]
-        words = [f"{tick} {int(plant.rotor_held(tick))} {int(plant.emi(tick))}"]
-        words += [f"{t} {int(plant.rotor_held(t))} {int(plant.emi(t))}" for t in shown]
-        self.cpump.ask(f"lines {len(words)} " + " ".join(words))
-        return shown[-1] if len(ahead) > len(shown) else None
-
-    def _settle_plant(self, tick: int) -> None:
-        for c in change_ticks(self.plant_c):
-            if self._settled < c <= tick:
-                self.plant_c.settle(c)
-        self.plant_c.settle(tick)
-        self._settled = max(self._settled, tick)
-
-    def _commit(self, used: int) -> None:
-        new = self._fed[self._committed:used]
-        if new:
-            self.plant_c.commit(self.plant_c.strokes(np.array(new, dtype=np.int64)))
-        self._committed = max(self._committed, used)
+    # ---- the fixture: hil.fixture.PlantFixture, as FixtureClient drives it over the wire -------------
 
     def run_c(self, to: int) -> None:
-        """Run the C pump to `to` as the bench fixture does: lines ahead, samples on request."""
+        """Run the C pump to `to` as device.c runs a FixtureAdvance: the lines ahead and the pressures
+        of the strokes it asked for (a new feed every round trip), then run; the fixture's plant
+        commits what it used."""
+        fx, pressures, wanted = self.fixture, [], []
         while True:
-            tick = int(self.cpump.ask("state").split()[0])
-            limit = self._lines(tick)
-            target = to if limit is None else min(to, limit)
+            lines, target = fx.lines(to)
+            self.cpump.ask(f"lines {len(lines)} " + " ".join(f"{x.tick} {int(x.rotor_held)} {int(x.emi)}" for x in lines))
+            self.cpump.ask(f"feed {len(pressures)} " + " ".join(f"{t} {p}" for t, p in zip(wanted, pressures)))
             done, tick, used, wanted = self.cpump.run(target)
             self.round_trips += 1
-            self._commit(used)
-            self._settle_plant(tick)
-            if done:
-                if tick >= to:
-                    return
+            fx.report(tick, used)
+            if not done:
+                pressures = fx.samples(wanted)
+                assert pressures, f"the C pump at {tick} wants strokes {wanted[:4]} the fixture cannot feed"
                 continue
-            nxt = self.plant_c.next_change_tick(tick)
-            ticks = [t for t in wanted if nxt is None or t <= nxt]
-            assert ticks, f"the C pump at {tick} wants strokes {wanted[:4]} past the plant's next change {nxt}"
-            samples = self.plant_c.strokes(np.array(ticks, dtype=np.int64)).samples_pa
-            self._fed, self._committed = ticks, 0
-            self.cpump.ask(f"feed {len(ticks)} " + " ".join(f"{t} {int(s)}" for t, s in zip(ticks, samples)))
+            pressures = []
+            if tick >= to:
+                fx.finish()
+                return
 
     # ---- steps -------------------------------------------------------------------------------
 
