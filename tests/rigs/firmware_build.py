@@ -16,21 +16,24 @@ NATIVE_FLAGS = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fno-om
 SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 
 
-def build_driver(out_dir: Path) -> Path:
-    """Compile the pure C parts and tests/rigs/c/fw_driver.c natively (with ASan and UBSan when the
-    compiler has them); the driver's path."""
+def _build_native(out: Path, driver: Path, sources: list[str]) -> Path:
+    """Compile a test driver and firmware sources natively (with ASan and UBSan when the compiler
+    has them, warnings as errors); the executable's path."""
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         raise RuntimeError("no native C compiler (gcc) on PATH")
-    out = out_dir / "fw_driver"
-    sources = [str(DRIVER_SOURCE), *(str(FIRMWARE_DIR / s) for s in PURE_SOURCES)]
-    base = [cc, *NATIVE_FLAGS, f"-I{FIRMWARE_DIR}", "-o", str(out), *sources]
+    base = [cc, *NATIVE_FLAGS, f"-I{FIRMWARE_DIR}", "-o", str(out), str(driver), *(str(FIRMWARE_DIR / s) for s in sources)]
     done = subprocess.run(base[:1] + SANITIZERS + base[1:], capture_output=True, text=True)
     if done.returncode != 0:   # no sanitizer runtime: build plain, warnings still errors
         done = subprocess.run(base, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"native build failed:\n{done.stderr}")
     return out
+
+
+def build_driver(out_dir: Path) -> Path:
+    """The pure C parts and tests/rigs/c/fw_driver.c, built natively; the driver's path."""
+    return _build_native(out_dir / "fw_driver", DRIVER_SOURCE, PURE_SOURCES)
 
 
 def build_firmware(lock_dir: Path) -> Path:
@@ -50,18 +53,6 @@ PUMP_SOURCES = ["step_scheduler.c", "pump_engine.c", "pump_commands.c", "pump_wi
 
 
 def build_pump_driver(out_dir: Path) -> Path:
-    """Compile the pump controller (rigs/qemu-m3/pump_*.c and step_scheduler.c) and
-    tests/rigs/c/pump_driver.c natively, with ASan and UBSan when the compiler has them; the
-    driver's path."""
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        raise RuntimeError("no native C compiler (gcc) on PATH")
-    out = out_dir / "pump_driver"
-    sources = [str(PUMP_DRIVER_SOURCE), *(str(FIRMWARE_DIR / s) for s in PUMP_SOURCES)]
-    base = [cc, *NATIVE_FLAGS, f"-I{FIRMWARE_DIR}", "-o", str(out), *sources]
-    done = subprocess.run(base[:1] + SANITIZERS + base[1:], capture_output=True, text=True)
-    if done.returncode != 0:   # no sanitizer runtime: build plain, warnings still errors
-        done = subprocess.run(base, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"native build failed:\n{done.stderr}")
-    return out
+    """The pump controller (rigs/qemu-m3/pump_*.c and step_scheduler.c) and
+    tests/rigs/c/pump_driver.c, built natively; the driver's path."""
+    return _build_native(out_dir / "pump_driver", PUMP_DRIVER_SOURCE, PUMP_SOURCES)
