@@ -38,7 +38,9 @@ from .wire_model import refusal_to_nak
 
 
 class PlantFixture:
-    """The fixture's side of the exchange, without a wire: `step(report)` gives the next feed."""
+    """The fixture's side of the exchange, without a wire: `lines` and `samples` make a feed,
+    `report` takes the pump's answer (FixtureAdvancing drives it over the link, the C tests
+    over a native driver)."""
 
     def __init__(self, plant: Plant) -> None:
         self.plant = plant
@@ -64,8 +66,8 @@ class PlantFixture:
         return levels, to_tick
 
     def samples(self, wanted: list[int]) -> list[Any]:
-        """Pressure samples (Pa) for the strokes the pump wants, in its order, cut at the next occlusion start or end (the outlet
-        changes there), computed but not committed."""
+        """Pressure samples (Pa) for the strokes the pump wants, in its order, cut at the next
+        occlusion start or end (the outlet changes there); computed, not committed."""
         with self.lock:
             self._settle_boundaries(wanted[0] if wanted else None)
             cut = self._next_boundary()
