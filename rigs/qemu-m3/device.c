@@ -12,21 +12,6 @@ static void copy_bytes(uint8_t *dst, const uint8_t *src, size_t n)
     }
 }
 
-char *fmt_u64(char *buf, uint64_t v)
-{
-    char tmp[21];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + (int)(v % 10u));
-        v /= 10u;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        buf[i] = tmp[n - 1u - i];
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
 static void append_text(char *dst, size_t cap, const char *src)
 {
     size_t n = 0;
@@ -236,9 +221,9 @@ static void run_hello(device_t *d, const frame_t *f)
     if (!(min <= PROTOCOL_VERSION && PROTOCOL_VERSION <= max)) {
         char value[8] = "";
         char num[21];
-        append_text(value, sizeof value, fmt_u64(num, min));
+        append_text(value, sizeof value, pump_fmt_u64(num, min));
         append_text(value, sizeof value, "..");
-        append_text(value, sizeof value, fmt_u64(num, max));
+        append_text(value, sizeof value, pump_fmt_u64(num, max));
         answer_nak(d, f->seq, 0x01, NAK_UNSUPPORTED_VERSION, "min_version..max_version", value,
                    "a range that includes one of [1]");
         return;
@@ -314,9 +299,9 @@ static int refuse_past(device_t *d, const frame_t *f, const char *field, uint64_
     }
     char value[21], num[21], expected[160] = "";
     append_text(expected, sizeof expected, what == NULL ? ">= the present tick " : "the present tick ");
-    append_text(expected, sizeof expected, fmt_u64(num, d->tick));
+    append_text(expected, sizeof expected, pump_fmt_u64(num, d->tick));
     append_text(expected, sizeof expected, what == NULL ? " (time only moves forward)" : what);
-    answer_nak(d, f->seq, f->msg_id, NAK_LIMIT_EXCEEDED, field, fmt_u64(value, tick), expected);
+    answer_nak(d, f->seq, f->msg_id, NAK_LIMIT_EXCEEDED, field, pump_fmt_u64(value, tick), expected);
     return 1;
 }
 
@@ -331,7 +316,7 @@ static void run_advance_time(device_t *d, const frame_t *f)
     d->n_wanted = there ? 0u : (uint8_t)n_wanted;
     if (!there) {
         char value[21];
-        answer_nak(d, f->seq, f->msg_id, NAK_NOT_ALLOWED_NOW, "to_tick", fmt_u64(value, d->tick),
+        answer_nak(d, f->seq, f->msg_id, NAK_NOT_ALLOWED_NOW, "to_tick", pump_fmt_u64(value, d->tick),
                    "FixtureAdvance: this pump has no plant; it ran to the tick named and needs the pressure "
                    "sample of its next stroke from a bench fixture");
         return;
@@ -358,9 +343,9 @@ static void run_fixture_advance(device_t *d, const frame_t *f)
     size_t n_samples = q[0];
     if (n_samples > d->n_wanted) { /* the pressures answer the strokes the last report wanted, in its order */
         char value[21], num[21], expected[120] = "at most the ";
-        append_text(expected, sizeof expected, fmt_u64(num, d->n_wanted));
+        append_text(expected, sizeof expected, pump_fmt_u64(num, d->n_wanted));
         append_text(expected, sizeof expected, " strokes the last FixtureReport wanted");
-        answer_nak(d, f->seq, f->msg_id, NAK_LIMIT_EXCEEDED, "pressures_pa", fmt_u64(value, n_samples), expected);
+        answer_nak(d, f->seq, f->msg_id, NAK_LIMIT_EXCEEDED, "pressures_pa", pump_fmt_u64(value, n_samples), expected);
         return;
     }
     pump_sample_t samples[PUMP_FEED_MAX];

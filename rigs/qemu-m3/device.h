@@ -107,7 +107,5 @@ void device_restart(device_t *d, device_write_fn write, void *ctx);
 /* Bytes from the host, in any chunking; answers go out through write as each frame completes. */
 void device_feed(device_t *d, const uint8_t *data, size_t n);
 
-/* Decimal text of v into buf (21 bytes); returns buf. */
-char *fmt_u64(char *buf, uint64_t v);
 
 #endif

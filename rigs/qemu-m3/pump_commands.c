@@ -87,16 +87,8 @@ static void tx_mem(text_t *t, const char *s, size_t n)
 
 static void tx_u64(text_t *t, uint64_t v)
 {
-    char tmp[21];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + (int)(v % 10u));
-        v /= 10u;
-    } while (v != 0);
-    while (n > 0 && t->len + 1u < t->cap) {
-        t->buf[t->len++] = tmp[--n];
-    }
-    t->buf[t->len] = '\0';
+    char digits[21];
+    tx_str(t, pump_fmt_u64(digits, v));
 }
 
 static void tx_i64(text_t *t, int64_t v)

@@ -383,3 +383,18 @@ size_t pump_encode_status(const pump_t *p, uint8_t *out)
     w64(&o, pump_refill_due_tick(p, &due) ? due : UINT64_MAX);
     return o.len;
 }
+
+char *pump_fmt_u64(char *buf, uint64_t v)
+{
+    char tmp[21];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + (int)(v % 10u));
+        v /= 10u;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = tmp[n - 1u - i];
+    }
+    buf[n] = '\0';
+    return buf;
+}
