@@ -44,6 +44,7 @@ explanations survive regeneration:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import html
@@ -479,10 +480,8 @@ class _Worker:
         self.conn.close()
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):   # a worker that died has closed its pipe: join it anyway
             self.conn.send(None)
-        except (OSError, ValueError):
-            pass
         self.process.join(10)
         if self.process.is_alive():
             self.kill()

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shlex
@@ -193,28 +194,20 @@ class SerialRig(Rig):
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-        closers: list[Callable[[], None]] = [stop]
-        try:
+        with contextlib.ExitStack() as stack:      # on a failure, undo what was started; else the session owns it
+            stack.callback(stop)
             client = self._connect(url, process)
-            closers.insert(0, client.close)
+            stack.callback(client.close)           # idempotent: the session closes its client too
             reader = None
             if cfg.balance is not None and self.fixture:
                 assert isinstance(client, FixtureClient)
                 server = BalanceServer(client.fixture.outflow_nl, _balance_spec(cfg)).start()
-                closers.insert(0, server.stop)
+                stack.callback(server.stop)
                 reader = BalanceReader(server.resource)
             elif cfg.balance is not None:
                 reader = BalanceReader(cfg.balance.resource.format(**fill))
-        except BaseException:
-            for close in closers:
-                close()
-            raise
-        closers.remove(client.close)    # the session closes its client itself
-
-        def close_all() -> None:
-            for close in closers:
-                close()
-        return RigSession(client, reader, cfg.faults, prompt, close_all, f"device at {url}")
+            owned = stack.pop_all()
+        return RigSession(client, reader, cfg.faults, prompt, owned.close, f"device at {url}")
 
     def _client(self, url: str) -> PumpClient:
         cfg = self.config
