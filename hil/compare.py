@@ -4,15 +4,19 @@ Each function compares one kind of observation made at the same tick on both and
 first Divergence beyond the rig's tolerances, or None. Exact on the emulator (every tolerance 0);
 a board's rig file widens them: steps, volume_nl (reservoir, delivered), pressure_pa, alarm_ticks
 (the tick of an alarm record, and of any *_tick answer field) and the log ("exact": every record
-byte for byte; "codes": the codes in order and their ticks within alarm_ticks). When alarms may
+byte for byte; "codes": the codes in order and their ticks within alarm_ticks) and the free texts
+of answers (texts = "exact": a denial's detail, a refusal's value and expected texts worded as the
+model words them; "ignore": not compared). When alarms may
 be late by alarm_ticks, the alarm bits of telemetry are not compared (the log times them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any, Sequence
 
+from firmware_model.commands import BolusDenied
 from firmware_model.event_log import LogCode, Record
 
 from .rig import Tolerances
@@ -21,6 +25,22 @@ from .verdicts import Divergence
 # the log records a rig compares: what the pump decided and did (not its internal checkpoints
 # and command blobs, whose bytes a firmware lays out its own way) unless the rig says "exact"
 JUDGED_CODES = frozenset(LogCode) - {LogCode.CHECKPOINT, LogCode.COMMAND}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A command a pump refused, as both sides report it: the Nak's reason and field, and its
+    value and expected texts (blank where a link-level Nak's wording is the pump's own)."""
+
+    reason: str
+    field: str
+    value: str = ""
+    expected: str = ""
+
+
+# the free texts of answers, compared only where the rig's tolerances say texts = "exact"
+FREE_TEXTS: dict[type, frozenset[str]] = {BolusDenied: frozenset({"detail"}),
+                                          Refusal: frozenset({"value", "expected"})}
 
 
 def _within(name: str, expected: int, got: int, tolerance: int) -> str | None:
@@ -51,12 +71,12 @@ def compare_values(prefix: str, expected: Any, got: Any, tol: Tolerances, tick: 
              else list(getattr(expected, "_fields", ())))
     if not names:
         return None if expected == got else Divergence(tick, prefix, _show(expected), _show(got))
+    if tol.texts == "ignore":   # free text a firmware words its own way
+        skip = skip | FREE_TEXTS.get(type(expected), frozenset())
     for name in names:
         if name in skip:
             continue
         e, g = getattr(expected, name), getattr(got, name)
-        if name == "detail" and not tol.exact:   # free text a firmware words its own way
-            continue
         quantity = f"{prefix}.{name}" if prefix else name
         allowed, said = _tol(name, tol)
         if isinstance(e, int) and isinstance(g, int) and not isinstance(e, bool) and allowed:

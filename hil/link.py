@@ -28,7 +28,7 @@ import collections
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from protocol import Access, BadFrame, Decoder, Frame, NakReason, Role, Signer, encode_frame
 from protocol.messages import Nak, Telemetry
@@ -77,6 +77,18 @@ def attempt_wait_s(attempt: int, first_wait_s: float, backoff: float, max_wait_s
     return min(first_wait_s * backoff ** attempt, max(max_wait_s, first_wait_s))
 
 
+def signer_for(signers: Mapping[Role, Signer], message: Any) -> Signer | None:
+    """The signer a message goes out with: the least role held that may send it, else the
+    strongest held (the pump will refuse it), else None (unsigned; OPEN needs none)."""
+    access = type(message).SPEC.access
+    if access is Access.OPEN:
+        return None
+    for role in sorted(signers):
+        if role >= access:
+            return signers[role]
+    return signers[max(signers)] if signers else None
+
+
 class Link:
     """The host end of a link to a pump: sequence numbers, signing, answers, resends, telemetry."""
 
@@ -115,15 +127,8 @@ class Link:
     # ---- commands -------------------------------------------------------------------------------
 
     def signer_for(self, message: Any) -> Signer | None:
-        """The signer a message goes out with: the least role held that may send it, else the
-        strongest held (the pump will refuse it), else None (unsigned; OPEN needs none)."""
-        access = type(message).SPEC.access
-        if access is Access.OPEN:
-            return None
-        for role in sorted(self.signers):
-            if role >= access:
-                return self.signers[role]
-        return self.signers[max(self.signers)] if self.signers else None
+        """The signer a message goes out with (signer_for)."""
+        return signer_for(self.signers, message)
 
     def request(self, message: Any, *, expect: int = 1, timeout_s: float | None = None) -> list[Any]:
         """Send a command and return its answer messages, in the pump's order.
@@ -136,7 +141,7 @@ class Link:
         resend, UnexpectedAnswer for an answer the command cannot have.
         """
         spec = type(message).SPEC
-        seq = self._take_seq()
+        seq = self.next_seq()
         self.stats.commands += 1
         first_wait = self.answer_timeout_s if timeout_s is None else timeout_s
         signer = self.signer_for(message)
@@ -194,7 +199,27 @@ class Link:
                           f"{self.transport.url}; got {have}; expected {', '.join(spec.answers)} within "
                           f"{first_wait:g} s, waiting up to {self.backoff:g}x longer each resend")
 
-    def _take_seq(self) -> int:
+    def exchange(self, data: bytes, seq: int, wait_s: float) -> list[Any]:
+        """Write `data` as it is (e.g. a frame damaged on purpose, hil.damage) and return the answer
+        messages under `seq`, Naks included, up to the last one (its more flag clear) or until wait_s
+        has passed: no resend, nothing raised, so that the caller judges whatever came back."""
+        self.transport.write(data)
+        self.stats.sent += 1
+        self.history.append(("->", seq, f"{len(data)} bytes written as they are"))
+        answers: list[Any] = []
+        deadline = time.monotonic() + wait_s
+        while (left := deadline - time.monotonic()) > 0:
+            for frame in self._receive(left):
+                if frame.seq != seq:
+                    self.stats.stale_answers += 1
+                    continue
+                answers.append(frame.message)
+                if not frame.more:
+                    return answers
+        return answers
+
+    def next_seq(self) -> int:
+        """Take the next sequence number (request does; exchange's caller must)."""
         seq = self._next_seq
         self._next_seq = seq + 1 if seq + 1 < SEQ_LIMIT else 1
         return seq

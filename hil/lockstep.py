@@ -11,36 +11,35 @@ judge its expectations; TwinPump raises it in the test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from firmware_model.commands import Command
 from firmware_model.errors import CommandRefused
 from protocol import NakReason
 
-from .compare import compare_answers, compare_telemetry
+from protocol.messages import Nak
+
+from .compare import Refusal, compare_answers, compare_telemetry
+from .damage import NO_ANSWER, RUN_ONCE, damaged_frames
 from .errors import PumpRefused
 from .reference import ReferencePump, declared_pump
 from .rig import SCHEDULED_METHODS, RigConfig
 from .session import RigSession
 from .verdicts import Divergence
-from .wire_model import WIRE_TYPES, refusal_to_nak, telemetry_message
+from .wire_model import WIRE_TYPES, command_to_wire, refusal_to_nak, response_from_wire, telemetry_message
 
 CONTEXT_FRAMES = 8     # frames kept with a divergence, the latest before it
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A command a pump refused, as both sides report it: the Nak reason and the field named."""
-
-    reason: str
-    field: str
 
 
 def model_refusal(exc: CommandRefused, msg_id: int) -> Refusal:
     """The model's refusal as a device reports it: its Nak's reason and field."""
     nak = refusal_to_nak(exc, msg_id)
-    return Refusal(NakReason(nak.reason).name, nak.field)
+    return Refusal(NakReason(nak.reason).name, nak.field, nak.value, nak.expected)
+
+
+def refusal_of(exc: PumpRefused) -> Refusal:
+    """The device's refusal, as its Nak says it."""
+    return Refusal(NakReason(exc.reason).name, exc.field, exc.value, exc.expected)
 
 
 def frame_text(message: Any) -> str:
@@ -127,13 +126,41 @@ class InStep:
         try:
             got: list[Any] = self.device.execute(command)
         except PumpRefused as exc:
-            refused, got = exc, [Refusal(NakReason(exc.reason).name, exc.field)]
+            refused, got = exc, [refusal_of(exc)]
         try:
             expected: list[Any] = self.reference.handle(command)
         except CommandRefused as exc:
             expected = [model_refusal(exc, WIRE_TYPES[type(command)].SPEC.msg_id)]
         self.take_telemetry()
         return expected, got, refused
+
+    def damaged(self, command: Command, damage: str) -> list[tuple[list[Any], list[Any]]]:
+        """A command's frame damaged on purpose (hil.damage) written to the device: per frame
+        written, what a conforming pump answers and what the device answered. The model runs the
+        command once if any frame is due to run it (a retry), and never for a refused frame."""
+        link = self.device.link
+        message = command_to_wire(command)
+        seq = link.next_seq()
+        frames = damaged_frames(damage, message, seq, link.signers, link.signer_for(message))
+        model: list[Any] | None = None
+        out: list[tuple[list[Any], list[Any]]] = []
+        for data, due in frames:
+            wait_s = link.answer_timeout_s if due is NO_ANSWER else link.max_wait_s   # silence takes the first wait
+            texts = due is RUN_ONCE      # a link-level Nak's texts are the pump's own words
+            got = [(Refusal(NakReason(a.reason).name, a.field, *((a.value, a.expected) if texts else ()))
+                    if type(a) is Nak else response_from_wire(a)) for a in link.exchange(data, seq, wait_s)]
+            if due is RUN_ONCE:
+                if model is None:
+                    try:
+                        model = list(self.reference.handle(command))
+                    except CommandRefused as exc:
+                        model = [model_refusal(exc, message.SPEC.msg_id)]
+                expected = model
+            else:
+                expected = [] if due is NO_ANSWER else [Refusal(NakReason(due).name, "")]
+            out.append((expected, got))
+        self.take_telemetry()
+        return out
 
     def fault(self, fault: str, message: Any, values: dict[str, Any], on_model: Callable[[], None],
               start: int | None, end: int | None, where: str, guards: tuple[str, ...] = ()) -> PumpRefused | None:
@@ -156,7 +183,7 @@ class InStep:
         try:
             self.session.schedule(fault, **values)
         except PumpRefused as exc:
-            refused, got = exc, [Refusal(NakReason(exc.reason).name, exc.field)]
+            refused, got = exc, [refusal_of(exc)]
         expected: list[Any] = []
         try:
             on_model()

@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from firmware_model.plant import Plant
-from protocol import Decoder, NakReason
+from protocol import Decoder, Key, NakReason, Role, Signer
+from protocol.signing import SECRET_SIZE
 from protocol.messages import Nak, Telemetry
 
 from .balance import parse_mass_ug
 from .client import PumpClient
 from .errors import HilError, PumpRefused, RigConfigError
 from .fixture import FixtureAdvancing, PlantFixture
-from .link import HISTORY_FRAMES, LinkStats
+from .link import HISTORY_FRAMES, LinkStats, signer_for
 from .recording import Packet, Recording, Section
 from .rig import Rig, RigConfig, rig_config
 from .runner import Progress, run_scenario
@@ -44,15 +45,23 @@ class ReplayError(HilError):
 class RecordedLink:
     """The link's `request` and `telemetry`, answered from a recording's pump frames."""
 
+    answer_timeout_s = max_wait_s = 0.0      # nothing to wait for: the recording holds what came
+
     def __init__(self, packets: list[Packet]) -> None:
         self.stats = LinkStats()
         self.history: collections.deque[tuple[str, int, Any]] = collections.deque(maxlen=HISTORY_FRAMES)
+        # a recording keeps no keys: a damaged frame is built again under stand-ins, to match its length
+        self.signers = {role: Signer(Key(0, bytes(SECRET_SIZE), role)) for role in (Role.CLINICIAN, Role.PATIENT)}
         decoder = Decoder()
-        self._frames: list[tuple[int, bool, Any]] = []   # (packet index, outbound, Frame)
+        self._frames: list[tuple[int, bool, Any]] = []   # (packet index, outbound, Frame; None: a damaged one)
         for index, packet in enumerate(packets):
             if packet.interface == "pump":
-                for frame in decoder.feed(packet.data):
+                frames = decoder.feed(packet.data)
+                if packet.outbound and not frames:
+                    self._frames.append((index, True, None))      # written damaged on purpose (hil.damage)
+                for frame in frames:
                     self._frames.append((index, packet.outbound, frame))
+        self._packets = packets
         self.bad_frames = {k.value: v for k, v in decoder.counts.items() if v}
         self._next = 0
         self._last_seq: int | None = None
@@ -93,14 +102,56 @@ class RecordedLink:
                 self.stats.answered += 1
                 return list(answers.values())
 
+    def signer_for(self, message: Any) -> Signer | None:
+        return signer_for(self.signers, message)
+
+    def next_seq(self) -> int:
+        """A seq for a damaged frame built again (the recorded one's is not compared)."""
+        return 1
+
+    def exchange(self, data: bytes, seq: int, wait_s: float) -> list[Any]:
+        """The answers recorded to the next frame written as it was (Link.exchange): those that came
+        before the host wrote again, up to the last one; the frame's length must be the recorded one's."""
+        while self._next < len(self._frames):
+            index, outbound, frame = self._frames[self._next]
+            self._next += 1
+            if outbound:
+                break
+            if type(frame.message) is Telemetry:
+                self._telemetry.append(frame.message)
+        else:
+            raise ReplayError(f"the recording ends before the scenario's next frame, one of {len(data)} bytes written "
+                              "as it is")
+        written = self._packets[index].data
+        if len(written) != len(data):
+            raise ReplayError(f"packet {index}: the scenario writes {len(data)} bytes as they are here; the recording "
+                              f"holds {len(written)}: expected the scenario that was recorded")
+        self._last_seq = frame.seq if frame is not None else None
+        self.history.append(("->", self._last_seq or 0, f"{len(data)} bytes written as they are"))
+        answers: list[Any] = []
+        while self._next < len(self._frames) and not self._frames[self._next][1]:
+            _, _, answer = self._frames[self._next]
+            self._next += 1
+            self.history.append(("<-", answer.seq, answer.message))
+            if type(answer.message) is Telemetry:
+                self._telemetry.append(answer.message)
+                continue
+            answers.append(answer.message)
+            if not answer.more:
+                break
+        return answers
+
     def _next_command(self, name: str) -> Any:
         while self._next < len(self._frames):
-            _, outbound, frame = self._frames[self._next]
+            index, outbound, frame = self._frames[self._next]
             self._next += 1
             if not outbound:
                 if type(frame.message) is Telemetry:
                     self._telemetry.append(frame.message)
                 continue
+            if frame is None:
+                raise ReplayError(f"packet {index}: a frame written damaged where the scenario sends {name}: "
+                                  "expected the scenario that was recorded")
             if frame.seq == self._last_seq:
                 continue                     # a resend: the live link's, already answered
             self._last_seq = frame.seq
@@ -185,7 +236,8 @@ class ReplayRig(Rig):
 
     def open(self, prompt: Callable[[str], None] | None = None) -> RigSession:
         packets = self.section.packets
-        cfg, link, url = self.config, RecordedLink(packets), str(self.section.meta.get("url", "?"))
+        cfg, url = self.config, str(self.section.meta.get("url", "?"))
+        link = RecordedLink(packets)
         if cfg.device.get("fixture") is True:
             plant = Plant(cfg.plant_params, seed=cfg.plant_seed, stroke_nl=cfg.pump.mechanism.stroke_nl)
             client: RecordedClient = RecordedFixtureClient(link, url, plant)

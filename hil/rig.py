@@ -70,10 +70,7 @@ class Tolerances:
     alarm_ticks: int = 0
     mass_ug: int = 100
     log: str = "exact"           # "exact": every record byte for byte; "codes": codes and ticks only
-
-    @property
-    def exact(self) -> bool:
-        return not (self.steps or self.volume_nl or self.pressure_pa or self.alarm_ticks) and self.log == "exact"
+    texts: str = "exact"         # "exact": answers' free texts as the model words them; "ignore": not compared
 
 
 @dataclass(frozen=True)
@@ -238,7 +235,8 @@ def rig_config(data: Mapping[str, Any], folder: Path) -> RigConfig:
     pump, params, seed = rig_pump(doc.raw("pump", {}), doc.raw("mechanism", {}), doc.raw("plant", {}))
     tol = section("tolerances", {f.name for f in dataclasses.fields(Tolerances)}, {})
     tolerances = Tolerances(**{f.name: tol.integer(f.name, f.default) for f in dataclasses.fields(Tolerances)
-                               if f.name != "log"}, log=tol.text("log", "exact", ("exact", "codes")))
+                               if f.name not in ("log", "texts")}, log=tol.text("log", "exact", ("exact", "codes")),
+                            texts=tol.text("texts", "exact", ("exact", "ignore")))
     balance = None
     if doc.has("balance"):
         b = section("balance", {f.name for f in dataclasses.fields(BalanceSettings)})

@@ -14,6 +14,7 @@ expectations' checks and the measured figures go into the ScenarioResult.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from importlib.metadata import version as _version
 from typing import Any, Callable, Protocol, Sequence
@@ -214,6 +215,14 @@ class _Run(InStep):
 
     def perform(self, step: Step) -> list[Any]:
         """Do the step's action on both; the device's answers (empty for faults and measurements)."""
+        if "damage" in step.args:
+            got = []
+            for i, (expected, got) in enumerate(self.damaged(step.args["command"], step.args["damage"])):
+                found = compare_answers(expected, got, self.tol, self.now)
+                if found is not None:
+                    found = dataclasses.replace(found, quantity=f"frame {i + 1} ({step.args['damage']}): {found.quantity}")
+                self.check(found)
+            return got
         if "command" in step.args:
             expected, got, _ = self.both(step.args["command"])
             self.check(compare_answers(expected, got, self.tol, self.now))
@@ -287,7 +296,7 @@ class _Run(InStep):
 
         answer = answers[-1] if answers else None
         if "answer" in e:
-            kind = "refused" if isinstance(answer, Refusal) else type(answer).__name__
+            kind = "refused" if isinstance(answer, Refusal) else "none" if answer is None else type(answer).__name__
             check(f"answered {e['answer']}", kind == e["answer"] or (e["answer"] == "Accepted" and
                                                                      any(isinstance(a, Accepted) for a in answers)),
                   _answer_text(answers))

@@ -21,6 +21,11 @@ Actions (`do`):
   [["00:00", rate_nl_per_day], ["08:00", ...]]), program_stopped, program_minimum_rate,
   clinician_bolus, priming_bolus, configure_patient_bolus, patient_bolus,
   set_low_reservoir_alarm, ack_alarm, set_clock, interrogate, status;
+  with `damage = NAME` the command's frame goes out broken in that way (hil.damage: cobs,
+  too_short, length, extra_byte, crc, version, flags, unknown_id, unsigned, bad_mac, unknown_key,
+  replayed, patient_key, text_*; retry, retry_resigned, retry_unsigned send it twice): the device
+  must answer as docs/protocol.md's "Bad frames" says (or not at all) and change nothing, or run
+  a retried command once and answer it again; the model runs only what must run;
 - a fault, at `at`: occlusion (factor = 0 total, >= 2 partial; duration, or open until a
   clear_occlusion), clear_occlusion, mri (duration), stall (duration, or open), battery_drain
   (charge_nc), reset;
@@ -30,7 +35,8 @@ Actions (`do`):
 
 Expectations (`expect`), judged on what the device did (the comparison with the reference model
 is made on every step anyway):
-- answer = "Accepted" | "BolusGranted" | "BolusDenied" | "StatusReport" | "refused";
+- answer = "Accepted" | "BolusGranted" | "BolusDenied" | "StatusReport" | "refused" | "none" (no
+  answer at all: a damaged frame with no header to answer);
   reason = the DenyReason or NakReason name; soft_limits = true | false;
 - status = { field = value | { min = , max = } } on the device's StatusReport now (enums and
   alarms by name, "none" for an empty optional field);
@@ -56,7 +62,9 @@ from firmware_model.alarms import AlarmCode
 from firmware_model.event_log import LogCode
 from firmware_model.toml_table import Table, duration_ticks, read_toml, time_of_day
 
+from .damage import check_damage
 from .errors import ScenarioError
+from .wire_model import WIRE_TYPES
 
 COMMANDS: dict[str, type] = {
     "refill": c.Refill, "program_continuous": c.ProgramContinuous, "program_flex": c.ProgramFlex,
@@ -70,7 +78,7 @@ FAULT_ACTIONS = {"occlusion": "occlusion", "clear_occlusion": "occlusion", "mri"
                  "battery_drain": "battery_drain", "reset": "reset"}
 MEASUREMENTS = {"weigh", "gravimetric", "check"}
 ACTIONS = set(COMMANDS) | set(FAULT_ACTIONS) | MEASUREMENTS
-ANSWERS = ("Accepted", "BolusGranted", "BolusDenied", "StatusReport", "refused")
+ANSWERS = ("Accepted", "BolusGranted", "BolusDenied", "StatusReport", "refused", "none")
 EXPECTATIONS = {"answer", "reason", "soft_limits", "status", "alarms_active", "alarms_inactive", "logged",
                 "not_logged", "since", "alarm_raised", "no_steps_after_alarm", "mass_gain_ug", "mean_error_pct"}
 _FAULT_ARGS = {"occlusion": {"factor", "duration"}, "clear_occlusion": set(), "mri": {"duration"},
@@ -145,8 +153,8 @@ def scenario_from(data: Mapping[str, Any], source: str = "scenario") -> Scenario
     steps: list[Step] = []
     labels: dict[str, Step] = {}
     for i, raw in enumerate(raw_steps):
-        step = _step(Table(raw, f"step[{i}]", {"at", "label", "do", "with", "expect", "req"}, ScenarioError), i,
-                     covers, labels)
+        step = _step(Table(raw, f"step[{i}]", {"at", "label", "do", "with", "damage", "expect", "req"},
+                           ScenarioError), i, covers, labels)
         if steps and step.at_tick < steps[-1].at_tick:
             raise ScenarioError(f"step[{i}].at: {step.at_tick} ticks is before the step before it "
                                 f"({steps[-1].at_tick}); expected steps in time order")
@@ -169,8 +177,12 @@ def _step(t: Table, index: int, covers: tuple[str, ...], labels: Mapping[str, St
     if do not in ACTIONS:
         raise ScenarioError(f"{t.name}.do = {do!r}: expected one of {sorted(ACTIONS)}")
     where = f"{t.name}.with"
+    if t.has("damage") and do not in COMMANDS:
+        raise ScenarioError(f"{t.name}.damage: step does {do!r}; expected a command step (its frame is damaged)")
     if do in COMMANDS:
         args: dict[str, Any] = {"command": _command(COMMANDS[do], t.raw("with", {}), where)}
+        if t.has("damage"):
+            args["damage"] = check_damage(t.text("damage"), WIRE_TYPES[COMMANDS[do]], f"{t.name}.damage").name
     else:
         allowed = _FAULT_ARGS.get(do) or _MEASUREMENT_ARGS.get(do, set())
         w = Table(t.raw("with", {}), where, allowed, ScenarioError)

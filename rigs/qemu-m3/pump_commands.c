@@ -887,8 +887,17 @@ size_t pump_command(pump_t *p, uint8_t msg_id, const uint8_t *payload, size_t le
         return 0;
     }
     if (p->st.eos && msg_id != MSG_GET_STATUS && msg_id != MSG_ACK_ALARM) {
-        not_allowed(refusal, "command refused: the pump is at end of service (domain.md §1.1 [V S8]); "
-                             "only status and alarm acknowledgement remain");
+        static const char *const names[] = {"GetStatus", "ProgramStopped", "ProgramContinuous", "ProgramFlex",
+                                            "ProgramMinimumRate", "ClinicianBolus", "PrimingBolus",
+                                            "ConfigurePatientBolus", "PatientBolusRequest", "Refill",
+                                            "SetLowReservoirAlarm", "AcknowledgeAlarm", "SetClock", "Interrogate"};
+        char text[sizeof refusal->expected];
+        text_t t;
+        tx_init(&t, text, sizeof text);
+        tx_str(&t, names[msg_id - MSG_GET_STATUS]);   /* decoded: one of these; named as the model names it */
+        tx_str(&t, " refused: the pump is at end of service (domain.md §1.1 [V S8]); "
+                   "only status and alarm acknowledgement remain");
+        not_allowed(refusal, text);
         return 0;
     }
     ctx_t c = {p, &cmd, payload, len, answers, refusal};
