@@ -1051,7 +1051,7 @@ class Controller:
         conc_changes = bool(st.drug) and cmd.concentration_ug_per_ml != st.concentration_ug_per_ml
         if cmd.bridge and drug_changes:
             raise NotAllowedNow(f"refill.bridge refused: a bridge bolus keeps one drug's dose across a concentration "
-                                f"change, but the drug changes from {st.drug!r} to {cmd.drug!r}; expected bridge = false "
+                                f"change, but the drug changes from '{st.drug}' to '{cmd.drug}'; expected bridge = false "
                                 "and a priming of the path")
         flags: tuple[SoftLimitFlag, ...] = ()
         if not drug_changes:  # the program carries over: check it at the new concentration

@@ -67,8 +67,8 @@ class DrugLibrary:
         for entry in self.drugs:
             if entry.name == drug:
                 return entry
-        names = ", ".join(d.name for d in self.drugs)
-        raise NotAllowedNow(f"drug = {drug!r} is not in the drug library; expected one of: {names} (SR-22, domain.md §4.5)")
+        names = ", ".join(d.name for d in self.drugs)   # the name quoted verbatim, not repr'd: a firmware can say it
+        raise NotAllowedNow(f"drug = '{drug}' is not in the drug library; expected one of: {names} (SR-22, domain.md §4.5)")
 
     def check_concentration(self, drug: str, concentration_ug_per_ml: int) -> None:
         """Refuse a concentration above the drug's hard limit."""

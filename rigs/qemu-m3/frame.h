@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "text.h"
+
 #define PROTOCOL_VERSION 1u
 #define FRAME_HEADER_SIZE 7u
 #define FRAME_SIGNATURE_SIZE 16u
@@ -106,8 +108,5 @@ uint16_t rd_u16(const uint8_t *p);
 uint32_t rd_u32(const uint8_t *p);
 uint64_t rd_u64(const uint8_t *p);
 uint64_t rd_u48(const uint8_t *p);
-
-/* 1 when data[0..n) is valid UTF-8 as Python's strict decoder sees it. */
-int utf8_valid(const uint8_t *data, size_t n);
 
 #endif

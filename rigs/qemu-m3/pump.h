@@ -305,7 +305,6 @@ size_t pump_encode_status(const pump_t *p, uint8_t *out);   /* StatusReport payl
 void pump_answer_ack(pump_answer_t *a, uint8_t command_id, const char *const *flags, size_t n_flags);
 void pump_answer_granted(pump_answer_t *a, uint8_t kind, int64_t steps);
 void pump_answer_denied(pump_answer_t *a, uint8_t reason, const char *detail);
-size_t pump_fit_text(char *dst, size_t cap, const char *src, size_t max_bytes); /* hil.wire_model.fit_text */
 char *pump_fmt_u64(char *buf, uint64_t v);                   /* decimal text of v into buf (21 bytes); buf */
 void pump_refuse(pump_refusal_t *r, uint8_t reason, const char *field, const char *value, const char *expected);
 

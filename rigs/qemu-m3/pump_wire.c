@@ -5,6 +5,7 @@
  * that does not parse as its message (wrong size, an enum out of range, bad UTF-8, a text or list
  * over its limit) is refused MALFORMED, as protocol/ refuses it. */
 #include "pump.h"
+#include "text.h"
 
 static uint32_t get32(const uint8_t *p)
 {
@@ -47,29 +48,11 @@ static void w64(out_t *o, uint64_t v)
     }
 }
 
-static size_t text_len(const char *s)
-{
-    size_t n = 0;
-    while (s[n] != '\0') {
-        n++;
-    }
-    return n;
-}
 
-size_t pump_fit_text(char *dst, size_t cap, const char *src, size_t max_bytes)
+/* src cut to max_bytes as hil.wire_model.fit_text cuts it, into dst (room for max_bytes and the NUL) */
+static void fit_text(char *dst, const char *src, size_t max_bytes)
 {
-    size_t n = text_len(src);
-    size_t keep = n, dots = 0;
-    if (n > max_bytes) { /* cut before the character that would not fit whole, then "..." */
-        keep = max_bytes - 3u;
-        while (keep > 0 && ((uint8_t)src[keep] & 0xC0u) == 0x80u) {
-            keep--;
-        }
-        dots = 3;
-    }
-    if (keep + dots + 1u > cap) {
-        keep = cap - dots - 1u;
-    }
+    const size_t n = text_len(src), keep = text_keep(src, n, max_bytes), dots = keep < n ? 3u : 0u;
     for (size_t i = 0; i < keep; i++) {
         dst[i] = src[i];
     }
@@ -77,16 +60,17 @@ size_t pump_fit_text(char *dst, size_t cap, const char *src, size_t max_bytes)
         dst[keep + i] = '.';
     }
     dst[keep + dots] = '\0';
-    return keep + dots;
 }
 
 static void wstr(out_t *o, const char *s, size_t max_bytes)
 {
-    char tmp[256];
-    const size_t n = pump_fit_text(tmp, sizeof tmp, s, max_bytes);
-    w8(o, (uint8_t)n);
-    for (size_t i = 0; i < n; i++) {
-        w8(o, (uint8_t)tmp[i]);
+    const size_t n = text_len(s), keep = text_keep(s, n, max_bytes), dots = keep < n ? 3u : 0u;
+    w8(o, (uint8_t)(keep + dots));
+    for (size_t i = 0; i < keep; i++) {
+        w8(o, (uint8_t)s[i]);
+    }
+    for (size_t i = 0; i < dots; i++) {
+        w8(o, '.');
     }
 }
 
@@ -94,52 +78,12 @@ void pump_refuse(pump_refusal_t *r, uint8_t reason, const char *field, const cha
 {
     r->refused = 1;
     r->reason = reason;
-    pump_fit_text(r->field, sizeof r->field, field, 64);
-    pump_fit_text(r->value, sizeof r->value, value, 64);
-    pump_fit_text(r->expected, sizeof r->expected, expected, 255);
+    fit_text(r->field, field, sizeof r->field - 1u);
+    fit_text(r->value, value, sizeof r->value - 1u);
+    fit_text(r->expected, expected, sizeof r->expected - 1u);
 }
 
 /* ---- commands in ------------------------------------------------------------------------------ */
-
-/* Python's strict UTF-8 decoder: no overlongs, no surrogates, nothing past U+10FFFF */
-static bool utf8_ok(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        const uint8_t c = s[i];
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80u) {
-            i++;
-            continue;
-        } else if (c >= 0xC2u && c <= 0xDFu) {
-            len = 2;
-            cp = c & 0x1Fu;
-        } else if (c >= 0xE0u && c <= 0xEFu) {
-            len = 3;
-            cp = c & 0x0Fu;
-        } else if (c >= 0xF0u && c <= 0xF4u) {
-            len = 4;
-            cp = c & 0x07u;
-        } else {
-            return false;
-        }
-        if (i + len > n) {
-            return false;
-        }
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0u) != 0x80u) {
-                return false;
-            }
-            cp = (cp << 6) | (s[i + k] & 0x3Fu);
-        }
-        if ((len == 3 && (cp < 0x800u || (cp >= 0xD800u && cp <= 0xDFFFu))) || (len == 4 && (cp < 0x10000u || cp > 0x10FFFFu))) {
-            return false;
-        }
-        i += len;
-    }
-    return true;
-}
 
 static bool malformed(pump_refusal_t *r, const char *what)
 {
@@ -209,7 +153,7 @@ bool pump_decode_command(uint8_t msg_id, const uint8_t *p, size_t len, pump_cmd_
             return malformed(r, "a Refill payload");
         }
         const size_t n = p[8];
-        if (n > 32 || len != 9u + n + 9u || !utf8_ok(p + 9, n)) {
+        if (n > 32 || len != 9u + n + 9u || !utf8_valid(p + 9, n)) {
             return malformed(r, "a Refill payload (drug name of at most 32 UTF-8 bytes)");
         }
         c->measured_residual_nl = get32(p);

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "rigs" / "qemu-m3"
 DRIVER_SOURCE = Path(__file__).resolve().parent / "c" / "fw_driver.c"
-PURE_SOURCES = ["cobs.c", "crc32.c", "sha256.c", "hmac.c", "frame.c", "device.c", "step_scheduler.c",
+PURE_SOURCES = ["cobs.c", "crc32.c", "sha256.c", "hmac.c", "text.c", "frame.c", "device.c", "step_scheduler.c",
                 "pump_engine.c", "pump_commands.c", "pump_wire.c"]
 NATIVE_FLAGS = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fno-omit-frame-pointer"]
 SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
@@ -49,7 +49,7 @@ def build_firmware(lock_dir: Path) -> Path:
 
 
 PUMP_DRIVER_SOURCE = Path(__file__).resolve().parent / "c" / "pump_driver.c"
-PUMP_SOURCES = ["step_scheduler.c", "pump_engine.c", "pump_commands.c", "pump_wire.c"]
+PUMP_SOURCES = ["step_scheduler.c", "text.c", "pump_engine.c", "pump_commands.c", "pump_wire.c"]
 
 
 def build_pump_driver(out_dir: Path) -> Path:
