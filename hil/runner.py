@@ -47,11 +47,19 @@ class Progress(Protocol):
     def scenario_finished(self, result: ScenarioResult) -> None: ...
 
 
+class _Failed(Exception):
+    """The run's first failure, when the caller asked to stop there (run_scenario's stop_at_failure)."""
+
+
 def run_scenario(rig: Rig, scenario: Scenario, progress: Progress | None = None,
-                 prompt: Callable[[str], None] | None = None, recorder: Any = None) -> ScenarioResult:
+                 prompt: Callable[[str], None] | None = None, recorder: Any = None,
+                 stop_at_failure: bool = False) -> ScenarioResult:
     """Run one scenario on a fresh device of `rig` beside the reference model; its result.
     `recorder` (a hil.recording.Recorder): every frame and balance line of the run goes into a
-    section of its own, with the scenario and the rig, so `ithil replay` can judge it again."""
+    section of its own, with the scenario and the rig, so `ithil replay` can judge it again.
+    `stop_at_failure`: end the run at its first divergence or failed check (a FAIL with just that),
+    for a caller that needs only the verdict: a mutation campaign, where a wrong firmware may
+    otherwise run on for long (a bolus every two ticks)."""
     result = ScenarioResult(scenario.id, scenario.title, scenario.covers, source=scenario.source)
     config = rig.config
     missing = sorted(f for f in scenario.faults if f not in config.faults)
@@ -70,7 +78,9 @@ def run_scenario(rig: Rig, scenario: Scenario, progress: Progress | None = None,
                 session.client.transport.record(recorder)
                 if session.balance is not None:
                     session.balance.recorder = recorder
-            _Run(rig, scenario, session, result, progress).run()
+            _Run(rig, scenario, session, result, progress, stop_at_failure).run()
+    except _Failed:
+        pass
     except (HilError, ModelError, OSError) as exc:
         result.verdict, result.reason = Verdict.ERROR, f"{type(exc).__name__}: {exc}"
     result.wall_s = time.perf_counter() - started
@@ -105,8 +115,9 @@ class _Run(InStep):
     """One scenario on one session (see the module docstring)."""
 
     def __init__(self, rig: Rig, scenario: Scenario, session: RigSession, result: ScenarioResult,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, stop_at_failure: bool = False) -> None:
         super().__init__(session, rig.config)
+        self.stop_at_failure = stop_at_failure
         config = rig.config
         self.scenario, self.result, self.progress = scenario, result, progress
         self.client = session.client
@@ -149,8 +160,11 @@ class _Run(InStep):
                         if r.code in (LogCode.ALARM_ON, LogCode.ALARM_OFF)]
 
     def diverged(self, divergence: Divergence) -> None:
-        """The first divergence is the result's; the scenario goes on, its expectations judged."""
+        """The first divergence is the result's; the scenario goes on, its expectations judged
+        (unless it stops at its first failure)."""
         self.result.divergence = self.divergence
+        if self.stop_at_failure:
+            raise _Failed
 
     def check(self, found: Divergence | None) -> None:
         """A comparison made in the step under way (only the first divergence counts)."""
@@ -293,6 +307,8 @@ class _Run(InStep):
 
         def check(what: str, passed: bool, measured: Any) -> None:
             checks.append(Check(step.name, what, bool(passed), str(measured), step.requirements))
+            if self.stop_at_failure and not passed:
+                raise _Failed
 
         answer = answers[-1] if answers else None
         if "answer" in e:

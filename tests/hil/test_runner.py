@@ -3,6 +3,7 @@ devices fail the verdicts they should, naming the first divergence."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,14 @@ def test_an_expectation_the_device_does_not_meet_fails_with_what_it_did(rig: Emu
     result = run_scenario(rig, scenario_from(doc))
     assert result.verdict is Verdict.FAIL and result.divergence is None
     assert result.failures() == ["step 2 (patient_bolus): answered BolusGranted: got BolusDenied(NOT_CONFIGURED)"]
+
+
+def test_a_run_that_stops_at_its_first_failure_ends_there_with_that_failure(rig: EmulatorRig) -> None:
+    device = wrong(rig, controller=f"{__name__}:ShortLockoutController")
+    scenario = load_scenario(SUITE / "patient_bolus.toml")
+    whole = run_scenario(device, scenario)
+    short = run_scenario(device, scenario, stop_at_failure=True)
+    assert short.verdict is whole.verdict is Verdict.FAIL
+    assert short.divergence is not None and whole.divergence is not None
+    assert dataclasses.replace(short.divergence, context=()) == dataclasses.replace(whole.divergence, context=())
+    assert len(short.checks) < len(whole.checks) and short.simulated_ticks < whole.simulated_ticks
