@@ -52,7 +52,7 @@ firmware:
 # firmware must pass the suite first. MUTANTS_FLAGS adds options, e.g. --allow-failing-baseline
 # (a development run), --jobs N, --timeout S; see `ithil mutants --help`.
 MUTANT_SOURCES := $(wildcard $(addprefix rigs/qemu-m3/,pump_engine.c pump_commands.c pump_wire.c device.c \
-                    frame.c cobs.c crc32.c step_scheduler.c))
+                    frame.c text.c cobs.c crc32.c step_scheduler.c))
 MUTANTS_SAMPLE ?= 300
 MUTANTS_SEED   ?= 1
 MUTANTS_OUT    ?= docs/mutation.md
@@ -63,6 +63,7 @@ mutants: setup
 	    || $(BIN)/python -m pip install --quiet -e '.[mutants]'
 	$(MAKE) firmware
 	$(BIN)/ithil mutants --rig qemu-m3 $(addprefix --source ,$(MUTANT_SOURCES)) --artifact build/firmware.bin \
+	    --compile 'make -s -C {folder} object SRC={source} OBJ={object}' \
 	    --sample $(MUTANTS_SAMPLE) --seed $(MUTANTS_SEED) --version-of arm-none-eabi-gcc --out $(MUTANTS_OUT) \
 	    $(MUTANTS_FLAGS)
 

@@ -10,8 +10,8 @@ import typer
 
 from .errors import HilError
 from .mutation import (DEFAULT_SAMPLE, DEFAULT_SEED, EQUIVALENTS_FILE, KILLED, STANDARD_SUITE, SURVIVED, TIMEOUT,
-                       BaselineFailed, Outcome, Settings, explanation, load_equivalents, run_campaign, summary_line,
-                       write_report)
+                       BaselineFailed, Outcome, Settings, explanation, load_equivalents, load_results, run_campaign,
+                       save_results, summary_line, write_report)
 from .rig import rig_path
 
 
@@ -22,6 +22,12 @@ def mutants(
                                        "to the rig folder or to here. Default: every *.c of the rig folder."),
     build_command: str = typer.Option("make", "--build", help="The build command, run in each copy of the rig folder "
                                       "({folder} is the copy)."),
+    compile_command: str = typer.Option("", "--compile", help="Compiles one source to one object ({folder}: the "
+                                        "rig folder, {source}, {object}); given, the sample is of mutants that "
+                                        "compile, and one with the original's object code is equivalent unbuilt."),
+    report_only: Path | None = typer.Option(None, "--report-only", help="Write the report again from a campaign's "
+                                            "saved results (the .json beside its report) with the explanations as "
+                                            "they are now; nothing is run."),
     artifact: str | None = typer.Option(None, "--artifact", help="A build output (relative to the rig folder, e.g. "
                                         "build/firmware.bin): a mutant whose output is the original's byte for byte "
                                         "is equivalent and is not run."),
@@ -57,7 +63,7 @@ def mutants(
     explained_file = equivalents or folder / EQUIVALENTS_FILE
     settings = Settings(folder, src, tuple(shlex.split(build_command)), artifact, tuple(suites or [STANDARD_SUITE]),
                         sample, seed, jobs, timeout, work_dir, keep, allow_failing_baseline, run_identical,
-                        versions_of=tuple(version_of))
+                        versions_of=tuple(version_of), compile_command=tuple(shlex.split(compile_command)))
 
     def say(text: str) -> None:
         typer.echo(text, err=True)
@@ -69,13 +75,16 @@ def mutants(
             m = outcome.mutant
             what = (f"KILLED by {outcome.scenario}" if outcome.status == KILLED and outcome.scenario != TIMEOUT
                     else "KILLED by the timeout" if outcome.status == KILLED
+                    else "SURVIVED (same object code)" if outcome.same_object
                     else "SURVIVED (same image)" if outcome.same_binary
                     else ("SURVIVED" + ("" if explanation(outcome, explained, artifact) else ", unexplained"))
                     if outcome.status == SURVIVED else outcome.status.upper())
             say(f"[{done:>{len(str(total))}}/{total}] {m.where if m else 'baseline'} #{m.number if m else ''}: {what} "
                 f"({outcome.wall_s:.1f} s)")
 
-        campaign = run_campaign(settings, say, progress)
+        campaign = load_results(report_only) if report_only is not None else run_campaign(settings, say, progress)
+        if report_only is None:
+            say(f"results saved to {save_results(campaign, out.with_suffix('.json'))}")
     except BaselineFailed as exc:
         say(f"error: {exc}")
         raise typer.Exit(1) from None

@@ -45,6 +45,7 @@ explanations survive regeneration:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import html
@@ -83,6 +84,7 @@ MIN_TIMEOUT_S = 60.0
 KILLED, SURVIVED, INVALID, ERROR = "killed", "survived", "invalid", "error"
 TIMEOUT = "timeout"                   # the `scenario` of a mutant killed by the timeout
 SAME_BINARY = "compiles to the same image as the original ({artifact} byte for byte): equivalent"
+SAME_OBJECT = "compiles to the same object code as the original: equivalent (trivial compiler equivalence)"
 UNEXPLAINED = "**unexplained**"
 
 
@@ -230,6 +232,73 @@ def sample_mutants(mutants: Mapping[str, Sequence[M]], size: int, seed: int) -> 
     return chosen
 
 
+# ---- drawing mutants that compile -----------------------------------------------------------------
+
+def compile_source(command: Sequence[str], rig_folder: Path, source: str, text: bytes, scratch: Path,
+                   timeout_s: float = BUILD_TIMEOUT_S) -> bytes | None:
+    """Compile one version of one source with the compile command ({folder}: the rig folder,
+    {source}: the file, {object}: the object to write): the object's bytes, or None when it does
+    not compile. The file keeps the source's own name (an object records it), in a folder of its own."""
+    where = Path(tempfile.mkdtemp(dir=scratch))
+    try:
+        path = where / Path(source).name
+        path.write_bytes(text)
+        obj = where / "out.o"
+        fill = {"{folder}": str(rig_folder), "{source}": str(path), "{object}": str(obj)}
+        argv = [_fill(a, fill) for a in command]
+        try:
+            done = subprocess.run(argv, cwd=where, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return None
+        except OSError as exc:
+            raise MutationError(f"compile command {argv[0]!r}: cannot run it ({exc.strerror})") from None
+        return obj.read_bytes() if done.returncode == 0 and obj.is_file() else None
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def _fill(arg: str, values: Mapping[str, str]) -> str:
+    for key, value in values.items():
+        arg = arg.replace(key, value)
+    return arg
+
+
+class Drawn(NamedTuple):
+    """A mutant drawn for the sample, and what the compile check made of it."""
+
+    file: MutantFile
+    compiles: bool
+    same_object: bool
+
+
+def draw_compiling(pools: Mapping[str, Sequence[MutantFile]], size: int, seed: int,
+                   check: Callable[[MutantFile], bytes | None], originals: Mapping[str, bytes],
+                   workers: int = 1) -> list[Drawn]:
+    """A seeded sample of `size` mutants that compile, spread over the sources in proportion to
+    their mutant counts (allocate): each source's mutants in a seeded order of their own, checked
+    (`check`: the object, or None) `workers` at once, until the source's quota compiles. Every
+    mutant drawn on the way is returned, in that order; the same seed gives the same draw however
+    many workers check it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    quota = allocate({s: len(ms) for s, ms in pools.items()}, size)
+    drawn: list[Drawn] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for source in sorted(pools):
+            order = sorted(pools[source], key=lambda m: m.number)
+            random.Random(f"{seed}:{source}").shuffle(order)
+            compiled, at = 0, 0
+            while compiled < quota[source] and at < len(order):
+                batch = order[at:at + max(1, workers) * 2]
+                at += len(batch)
+                for file, obj in zip(batch, pool.map(check, batch)):
+                    if compiled == quota[source]:
+                        break
+                    drawn.append(Drawn(file, obj is not None, obj is not None and obj == originals[source]))
+                    compiled += obj is not None
+    return drawn
+
+
 # ---- a copy of the rig folder --------------------------------------------------------------------
 
 def copy_rig(rig_folder: Path, dest: Path, exclude: Iterable[str] = DEFAULT_EXCLUDE,
@@ -365,6 +434,7 @@ class Outcome:
     scenario: str = ""           # the scenario that killed it, or TIMEOUT
     reason: str = ""             # the divergence or reason; the build error of an invalid one
     same_binary: bool = False    # its build output is the original's (not run, unless run_identical)
+    same_object: bool = False    # its source compiles to the original's object code (never built nor run)
     build_s: float = 0.0
     run_s: float = 0.0
     wall_s: float = 0.0
@@ -404,7 +474,9 @@ def run_job(job: Job, notify: Callable[[str], None] = lambda scenario: None) -> 
         for scenario_id in order:
             notify(scenario_id)
             try:
-                run = summarise(run_scenario(rig, scenarios[scenario_id]))
+                original = job.originals.get(scenario_id)
+                quick = job.stop_at_kill and (original is None or original.verdict == "pass")   # the verdict is enough
+                run = summarise(run_scenario(rig, scenarios[scenario_id], stop_at_failure=quick))
             except Exception as exc:   # noqa: BLE001 - the runner's own bug, brought out by this firmware
                 text = f"the runner itself raised {type(exc).__name__}: {exc} (a host bug as well)"
                 run = ScenarioRun(scenario_id, "error", 0.0, text, ("error", _stable(text)))
@@ -588,6 +660,9 @@ class Settings:
     run_identical: bool = False
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     versions_of: tuple[str, ...] = ()     # programs whose `--version` the report records
+    compile_command: tuple[str, ...] = () # compiles one source to one object ({folder}, {source}, {object}):
+                                          # the sample is then of mutants that compile, and a mutant with the
+                                          # original's object code is equivalent unbuilt; () draws blind
 
 
 @dataclass
@@ -595,7 +670,8 @@ class SourceCount:
     source: str
     generated: int               # files mutate wrote
     distinct: int                # after dropping copies
-    sampled: int = 0
+    sampled: int = 0             # in the sample: compiling ones when there is a compile check
+    drawn: int = 0               # drawn to get them (those that do not compile included)
 
 
 @dataclass
@@ -774,17 +850,25 @@ def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: N
             generated, files = mutant_files(snapshot, source, work_root / "mutants")
             counts.append(SourceCount(source, generated, len(files)))
             pools[source] = files
-        sample = [describe(snapshot, f) for f in sample_mutants(pools, settings.sample_size, settings.seed)]
-        per_source = Counter(m.source for m in sample)
+        decided: list[Outcome] = []                    # mutants the compile check settles: never built
+        if settings.compile_command:
+            sample, decided = _draw_checked(settings, snapshot, sources, pools, work_root, say)
+        else:
+            sample = [describe(snapshot, f) for f in sample_mutants(pools, settings.sample_size, settings.seed)]
+        drawn = Counter(o.mutant.source for o in decided if o.mutant is not None) + Counter(m.source for m in sample)
+        built = Counter(m.source for m in sample) + Counter(o.mutant.source for o in decided
+                                                             if o.mutant is not None and o.status != INVALID)
         for c in counts:
-            c.sampled = per_source[c.source]
+            c.sampled, c.drawn = built[c.source], drawn[c.source]
         if not settings.keep:                           # the rest are not needed: thousands of files
             chosen = {m.path for m in sample}
             for m in (m for ms in pools.values() for m in ms if m.path not in chosen):
                 m.path.unlink(missing_ok=True)
         t_generate = time.perf_counter() - t1
         say(f"mutants: {sum(c.distinct for c in counts)} distinct of {sum(c.generated for c in counts)} generated; "
-            f"sampled {len(sample)} (seed {settings.seed}); {settings.jobs} at once")
+            f"drew {sum(drawn.values())} (seed {settings.seed}): {len(sample)} to build and run, {settings.jobs} at "
+            f"once; {sum(o.status == INVALID for o in decided)} do not compile, "
+            f"{sum(o.same_object for o in decided)} compile to the original's object code")
 
         originals = {r.id: r for r in usable}
         jobs = [Job(f"{m.source.replace('/', '__')}.{m.number}", order=tuple(order), mutant=m,
@@ -798,7 +882,7 @@ def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: N
                 on_outcome(done[0], len(jobs), outcome)
 
         t2 = time.perf_counter()
-        outcomes = run_jobs(jobs, settings.jobs, timeout_s, report)
+        outcomes = decided + run_jobs(jobs, settings.jobs, timeout_s, report)
         t_mutants = time.perf_counter() - t2
     finally:
         if not settings.keep:
@@ -806,6 +890,82 @@ def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: N
     return Campaign(settings, rig_name, started_at, versions, baseline, order, left_out, counts, outcomes, timeout_s,
                     {"baseline": t_baseline, "generate": t_generate, "mutants": t_mutants,
                      "total": time.perf_counter() - t0})
+
+
+def _draw_checked(settings: Settings, snapshot: Path, sources: Sequence[str], pools: Mapping[str, Sequence[MutantFile]],
+                  work_root: Path, say: Callable[[str], None]) -> tuple[list[Mutant], list[Outcome]]:
+    """draw_compiling with the campaign's compile command: the mutants to build and run, and the
+    outcomes the check settles (INVALID: does not compile; SURVIVED, same_object: equivalent)."""
+    command, scratch = settings.compile_command, work_root / "compile"
+    scratch.mkdir(exist_ok=True)
+    originals = {}
+    for source in sources:
+        obj = compile_source(command, snapshot, source, (snapshot / source).read_bytes(), scratch)
+        if obj is None:
+            raise MutationError(f"the unmutated {source} does not compile with {' '.join(command)!r}; expected the "
+                                "compile command to build the original")
+        originals[source] = obj
+    started = time.perf_counter()
+    drawn = draw_compiling(pools, settings.sample_size, settings.seed,
+                           lambda f: compile_source(command, snapshot, f.source, f.path.read_bytes(), scratch),
+                           originals, settings.jobs)
+    say(f"compile check: {len(drawn)} drawn in {time.perf_counter() - started:.0f} s")
+    sample, decided = [], []
+    for d in drawn:
+        mutant = describe(snapshot, d.file)
+        if not d.compiles:
+            decided.append(Outcome(mutant, INVALID, reason="does not compile (the compile check)"))
+        elif d.same_object and not settings.run_identical:
+            decided.append(Outcome(mutant, SURVIVED, same_object=True))
+        else:
+            sample.append(mutant)
+    return sample, decided
+
+
+# ---- results, kept to report again ---------------------------------------------------------------------
+
+def save_results(campaign: Campaign, path: Path) -> Path:
+    """The campaign as JSON (everything write_report reads), so that the report can be written again
+    with explanations added later, without running anything (load_results); `path`."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, (Path, dt.datetime)):
+            return str(value) if isinstance(value, Path) else value.isoformat()
+        raise TypeError(f"{type(value).__name__} in a campaign: expected JSON-able fields")
+
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(campaign), default=plain, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def load_results(path: Path) -> Campaign:
+    """A campaign saved by save_results; MutationError when the file is not one."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        st = data["settings"]
+        settings = Settings(**{**st, "rig_folder": Path(st["rig_folder"]), "suites": tuple(Path(p) for p in st["suites"]),
+                               "work_dir": Path(st["work_dir"]) if st["work_dir"] else None,
+                               **{k: tuple(st[k]) for k in ("build_command", "exclude", "versions_of",
+                                                            "compile_command")}})
+
+        def run(r: Mapping[str, Any]) -> ScenarioRun:
+            return ScenarioRun(**{**r, "signature": tuple(r["signature"])})
+
+        def outcome(o: Mapping[str, Any]) -> Outcome:
+            m = o["mutant"]
+            mutant = Mutant(**{**m, "path": Path(m["path"])}) if m is not None else None
+            return Outcome(**{**o, "mutant": mutant, "runs": [run(r) for r in o["runs"]]})
+
+        return Campaign(settings, data["rig_name"], dt.datetime.fromisoformat(data["started"]), data["versions"],
+                        outcome(data["baseline"]), data["order"], [run(r) for r in data["left_out"]],
+                        [SourceCount(**c) for c in data["sources"]], [outcome(o) for o in data["outcomes"]],
+                        data["timeout_s"], data["seconds"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MutationError(f"{path}: not the results of a mutation campaign ({type(exc).__name__}: {exc}); expected "
+                            "the JSON `ithil mutants` writes beside its report") from None
 
 
 # ---- equivalent mutants and the report ---------------------------------------------------------------
@@ -855,6 +1015,8 @@ def explanation(outcome: Outcome, equivalents: Mapping[tuple[str, int, str], str
     why = equivalents.get((m.source, m.line, _normal(m.mutated)))
     if why is not None:
         return why
+    if outcome.same_object:
+        return SAME_OBJECT
     if outcome.same_binary:
         return SAME_BINARY.format(artifact=artifact or "the build output")
     return None
@@ -889,7 +1051,7 @@ def write_report(campaign: Campaign, path: Path, equivalents: Mapping[tuple[str,
     unexplained = [o for o, why in explained if why is None]
     non_eq = len(killed) / (len(killed) + len(unexplained)) if killed or unexplained else None
     timeouts = [o for o in killed if o.scenario == TIMEOUT]
-    ran = [o for o in killed + survived if not o.same_binary]
+    ran = [o for o in killed + survived if not (o.same_binary or o.same_object)]
     sampled = len(campaign.outcomes)
     baseline_runs = {r.id: r for r in campaign.baseline.runs}
     failing = [r for r in campaign.baseline.runs if r.verdict in ("fail", "error")]
@@ -907,7 +1069,10 @@ def write_report(campaign: Campaign, path: Path, equivalents: Mapping[tuple[str,
           "not the firmware's.\n")
     w("| | |\n|---|---|")
     rows = [("date", campaign.started.strftime("%Y-%m-%d %H:%M UTC")), ("rig", f"{campaign.rig_name} ({_rel(s.rig_folder)})"),
-            ("seed", str(s.seed)), ("sample asked", str(s.sample_size)),
+            ("seed", str(s.seed)),
+            ("sample asked", f"{s.sample_size} " + ("that compile (each drawn mutant compiled alone first: "
+                                                     f"`{' '.join(s.compile_command)}`)" if s.compile_command
+                                                     else "drawn")),
             ("build", f"`{' '.join(s.build_command)}` in a copy of the rig folder"
                       + (f"; same-image check on `{s.artifact}`" if s.artifact else "")),
             ("jobs", f"{s.jobs} at once"), ("per-mutant timeout", f"{campaign.timeout_s:g} s on the scenarios (the build "
@@ -919,10 +1084,16 @@ def write_report(campaign: Campaign, path: Path, equivalents: Mapping[tuple[str,
 
     w("## Result\n")
     w("| | |\n|---|---|")
-    for k, v in [("sampled", sampled), ("invalid (do not build; not counted)", len(invalid)),
+    same_object = [o for o in survived if o.same_object]
+    same_image = [o for o in survived if o.same_binary and not o.same_object]
+    for k, v in [("drawn", sampled), ("invalid (do not compile or build; not counted)", len(invalid)),
+                 ("**built** (the sample: killed + survived)", f"**{len(killed) + len(survived)}**"),
                  ("killed", f"{len(killed)}" + (f" ({len(timeouts)} by the timeout)" if timeouts else "")),
                  ("survived", len(survived)),
-                 ("of which equivalent (explained, or the same image)", len(equivalent)),
+                 ("of which the original's object code (not built further)", len(same_object)),
+                 ("of which the original's image", len(same_image)),
+                 ("of which explained as equivalent in " + equivalents_file,
+                  len(equivalent) - len(same_object) - len(same_image)),
                  ("of which **unexplained**", len(unexplained)),
                  ("tool errors (not counted)", len(errors)),
                  ("**kill rate** killed / (killed + survived)", f"**{_pct(campaign.kill_rate)}**"),
@@ -932,12 +1103,12 @@ def write_report(campaign: Campaign, path: Path, equivalents: Mapping[tuple[str,
     w("")
 
     w("## Sources\n")
-    w("| source | mutants generated | distinct | sampled | invalid | killed | survived |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
+    w("| source | mutants generated | distinct | drawn | invalid | built | killed | survived |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
     by = Counter((o.mutant.source, o.status) for o in campaign.outcomes if o.mutant is not None)
     for c in campaign.sources:
-        w(f"| `{c.source}` | {c.generated} | {c.distinct} | {c.sampled} | {by[c.source, INVALID]} | {by[c.source, KILLED]} "
-          f"| {by[c.source, SURVIVED]} |")
+        w(f"| `{c.source}` | {c.generated} | {c.distinct} | {c.drawn or c.sampled} | {by[c.source, INVALID]} "
+          f"| {by[c.source, KILLED] + by[c.source, SURVIVED]} | {by[c.source, KILLED]} | {by[c.source, SURVIVED]} |")
     w("")
 
     w("## Killed, by scenario\n")
@@ -1006,7 +1177,10 @@ def write_report(campaign: Campaign, path: Path, equivalents: Mapping[tuple[str,
     w(" ".join([f"ithil mutants --rig {_rel(s.rig_folder)}", *(f"--source {x}" for x in sources), *suites,
                 f"--build {shlex.quote(' '.join(s.build_command))}", f"--sample {s.sample_size} --seed {s.seed}",
                 *([f"--artifact {s.artifact}"] if s.artifact else []),
+                *([f"--compile {shlex.quote(' '.join(s.compile_command))}"] if s.compile_command else []),
                 *(["--allow-failing-baseline"] if s.allow_failing_baseline else [])]))
+    w(f"ithil mutants --report-only {_rel(path.with_suffix('.json'))}   # this report again, with the explanations "
+      "as they are now")
     w("```")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
@@ -1022,7 +1196,7 @@ def _time(seconds: Mapping[str, float], ran: Sequence[Outcome], killed: Sequence
     k = [o for o in killed if o.scenario != TIMEOUT]
     if k:
         parts.append(f"killed in {sum(o.wall_s for o in k) / len(k):.1f} s on average")
-    s = [o for o in survived if not o.same_binary]
+    s = [o for o in survived if not (o.same_binary or o.same_object)]
     if s:
         parts.append(f"survivors {sum(o.wall_s for o in s) / len(s):.1f} s")
     return "; ".join(parts)
@@ -1044,7 +1218,7 @@ def summary_line(campaign: Campaign, equivalents: Mapping[tuple[str, int, str], 
             f"{_pct(non_eq)}; {campaign.seconds.get('total', 0) / 60:.1f} min")
 
 
-__all__ = ["Mutant", "MutantFile", "mutant_files", "describe", "Outcome", "Job", "Settings", "Campaign", "ScenarioRun", "MutationError", "BaselineFailed",
+__all__ = ["save_results", "load_results", "compile_source", "draw_compiling", "Drawn", "SAME_OBJECT", "Mutant", "MutantFile", "mutant_files", "describe", "Outcome", "Job", "Settings", "Campaign", "ScenarioRun", "MutationError", "BaselineFailed",
            "generate_mutants", "allocate", "sample_mutants", "copy_rig", "check_starts_own_firmware", "build",
            "run_job", "run_jobs", "run_campaign", "load_equivalents", "explanation", "write_report", "kills",
            "summarise", "timeout_for", "normalise_sources", "summary_line", "KILLED", "SURVIVED", "INVALID",

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from hil.mutation import (INVALID, KILLED, SURVIVED, TIMEOUT, BaselineFailed, Campaign, Job, Mutant, MutationError,
-                          Outcome, ScenarioRun, Settings, SourceCount, allocate, build, check_starts_own_firmware,
-                          copy_rig, digest_of, generate_mutants, kills, load_equivalents, run_campaign, run_job, run_jobs,
-                          sample_mutants, write_report)
+from hil.mutation import (INVALID, KILLED, SAME_OBJECT, SURVIVED, TIMEOUT, BaselineFailed, Campaign, Job, Mutant,
+                          MutantFile, MutationError, Outcome, ScenarioRun, Settings, SourceCount, allocate, build,
+                          check_starts_own_firmware, compile_source, copy_rig, digest_of, draw_compiling, explanation,
+                          generate_mutants, kills, load_equivalents, load_results, mutant_files, run_campaign, run_job,
+                          run_jobs, sample_mutants, save_results, write_report)
 from hil.rig import load_rig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -318,11 +319,13 @@ def test_report_counts_explains_and_flags(tmp_path: Path) -> None:
     assert campaign.kill_rate == 3 / 6
     text = write_report(campaign, tmp_path / "docs" / "mutation.md", load_equivalents(tmp_path / "eq.toml")).read_text()
     assert "2026-11-22 09:30 UTC" in text and "| seed | 42 |" in text and "1.14.1" in text
-    assert "| sampled | 7 |" in text and "| invalid (do not build; not counted) | 1 |" in text
+    assert "| drawn | 7 |" in text and "| invalid (do not compile or build; not counted) | 1 |" in text
+    assert "| **built** (the sample: killed + survived) | **6** |" in text
     assert "| killed | 3 (1 by the timeout) |" in text and "| survived | 3 |" in text
+    assert "| of which the original's image | 1 |" in text and "| of which **unexplained** | 1 |" in text
     assert "**50.0 %**" in text                                          # 3 / (3 + 3)
     assert "**75.0 %**" in text                                          # 3 / (3 + 1 unexplained)
-    assert "| `pump.c` | 40 | 38 | 4 | 0 | 1 | 2 |" in text
+    assert "| `pump.c` | 40 | 38 | 4 | 0 | 3 | 1 | 2 |" in text
     assert "| 1 | quick | pass | 0.8 s | 4 | 1 | 25 % |" in text          # two survivors and two killed ran it
     assert "| 2 | slow | pass | 12.0 s | 3 | 1 | 33 % |" in text
     assert "| | (timeout) | | | | 1 | |" in text and "- needs-mri: rig cannot inject mri" in text
@@ -343,3 +346,54 @@ def test_cli_refuses_a_rig_that_is_not_there(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "no rig.toml" in proc.stderr
     assert not (tmp_path / "m.md").exists()
+
+
+# ---- the compile check: a sample of mutants that compile, and trivial compiler equivalence ---------
+
+COMPILE = ("make", "-s", "-C", "{folder}", "object", "SRC={source}", "OBJ={object}")
+
+
+def test_the_compile_check_draws_compiling_mutants_and_finds_those_with_the_originals_object_code(
+        tmp_path: Path) -> None:
+    rig = tmp_path / "rig"
+    rig.mkdir()
+    (rig / "Makefile").write_text((QEMU_RIG / "Makefile").read_text())   # the firmware's own object rule
+    (rig / "clamp.c").write_text(TINY_C)
+    _, files = mutant_files(rig, "clamp.c", tmp_path / "scratch")
+    original = compile_source(COMPILE, rig, "clamp.c", TINY_C.encode(), tmp_path)
+    assert original is not None and original[:4] == b"\x7fELF"
+    assert compile_source(COMPILE, rig, "clamp.c", TINY_C.encode(), tmp_path) == original   # another folder, same bytes
+    assert compile_source(COMPILE, rig, "clamp.c", b"int clamp(int x) { return y; }", tmp_path) is None
+
+    def check(f: MutantFile) -> bytes | None:
+        return compile_source(COMPILE, rig, "clamp.c", f.path.read_bytes(), tmp_path)
+
+    drawn = draw_compiling({"clamp.c": files}, 6, seed=3, check=check, originals={"clamp.c": original}, workers=2)
+    assert drawn == draw_compiling({"clamp.c": files}, 6, seed=3, check=check, originals={"clamp.c": original},
+                                   workers=1)                              # the draw does not depend on the workers
+    assert sum(d.compiles for d in drawn) == 6 and drawn[-1].compiles    # stops at the sixth that compiles
+    for d in drawn:
+        assert d.compiles == (check(d.file) is not None)
+        assert d.same_object == (check(d.file) == original)
+    assert len({d.file.number for d in drawn}) == len(drawn)
+    # a mutant that only changes a comment or spacing compiles to the same object: equivalent unbuilt
+    spaced = tmp_path / "clamp.mutant.0.c"
+    spaced.write_text(TINY_C.replace("return lo;", "return  lo; /* the same */"))
+    same = draw_compiling({"clamp.c": [MutantFile("clamp.c", 0, spaced)]}, 1, 0, check, {"clamp.c": original})
+    assert same == [(MutantFile("clamp.c", 0, spaced), True, True)]
+    outcome = Outcome(_fake("clamp.c", 0), SURVIVED, same_object=True)
+    assert explanation(outcome, {}, None) == SAME_OBJECT
+
+
+def test_saved_results_give_the_same_report_and_take_explanations_added_later(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path)
+    first = write_report(campaign, tmp_path / "a.md", {}).read_text()
+    again = load_results(save_results(campaign, tmp_path / "a.json"))
+    assert again == campaign
+    assert write_report(again, tmp_path / "a.md", {}).read_text() == first
+    (tmp_path / "eq.toml").write_text(EQUIVALENTS)
+    later = write_report(again, tmp_path / "b.md", load_equivalents(tmp_path / "eq.toml")).read_text()
+    assert "| of which **unexplained** | 1 |" in later and "| of which **unexplained** | 2 |" in first
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(MutationError, match="not the results of a mutation campaign"):
+        load_results(tmp_path / "bad.json")
