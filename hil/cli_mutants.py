@@ -10,8 +10,8 @@ import typer
 
 from .errors import HilError
 from .mutation import (DEFAULT_SAMPLE, DEFAULT_SEED, EQUIVALENTS_FILE, KILLED, STANDARD_SUITE, SURVIVED, TIMEOUT,
-                       BaselineFailed, Outcome, Settings, explanation, load_equivalents, load_results, run_campaign,
-                       save_results, summary_line, write_report)
+                       BaselineFailed, Outcome, Settings, explanation, load_equivalents, load_results, rerun_survivors,
+                       run_campaign, save_results, summary_line, write_report)
 from .rig import rig_path
 
 
@@ -28,6 +28,9 @@ def mutants(
     report_only: Path | None = typer.Option(None, "--report-only", help="Write the report again from a campaign's "
                                             "saved results (the .json beside its report) with the explanations as "
                                             "they are now; nothing is run."),
+    rerun: Path | None = typer.Option(None, "--rerun", help="Run a campaign's unexplained survivors again (its saved "
+                                      "results) against the suite and sources as they are now, after adding the "
+                                      "scenarios that kill them; the results and the report are updated."),
     artifact: str | None = typer.Option(None, "--artifact", help="A build output (relative to the rig folder, e.g. "
                                         "build/firmware.bin): a mutant whose output is the original's byte for byte "
                                         "is equivalent and is not run."),
@@ -82,7 +85,12 @@ def mutants(
             say(f"[{done:>{len(str(total))}}/{total}] {m.where if m else 'baseline'} #{m.number if m else ''}: {what} "
                 f"({outcome.wall_s:.1f} s)")
 
-        campaign = load_results(report_only) if report_only is not None else run_campaign(settings, say, progress)
+        if rerun is not None:
+            campaign = rerun_survivors(load_results(rerun), explained, say, progress)
+        elif report_only is not None:
+            campaign = load_results(report_only)
+        else:
+            campaign = run_campaign(settings, say, progress)
         if report_only is None:
             say(f"results saved to {save_results(campaign, out.with_suffix('.json'))}")
     except BaselineFailed as exc:

@@ -689,6 +689,7 @@ class Campaign:
     outcomes: list[Outcome] = field(default_factory=list)
     timeout_s: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)   # baseline, generate, mutants, total
+    reruns: list[str] = field(default_factory=list)           # survivors run again later (rerun_survivors), in words
 
     def of(self, status: str) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -788,6 +789,38 @@ def run_baseline(settings: Settings, common: Mapping[str, Any], scenario_ids: Se
                    wall_s=build_s + time.perf_counter() - started, runs=runs, digest=digest)
 
 
+def _baseline(settings: Settings, common: Mapping[str, Any], rig_name: str, scenarios: Sequence[Any],
+              say: Callable[[str], None]) -> tuple[Outcome, list[ScenarioRun], list[str], float]:
+    """The unmutated firmware on the suite (run_baseline), checked: BaselineFailed unless it passes
+    (or allow_failing_baseline). The baseline, the scenarios left out, the order the mutants run
+    the rest in (quickest first) and the per-mutant timeout."""
+    say(f"baseline: building the unmutated firmware of {rig_name} and running {len(scenarios)} scenarios, "
+        f"{settings.jobs} at once")
+    baseline = run_baseline(settings, common, [s.id for s in scenarios])
+    failing = [r for r in baseline.runs if r.verdict in ("fail", "error")]
+    if failing and not settings.allow_failing_baseline:
+        names = "; ".join(f"{r.id}: {r.verdict}: {_short(r.failure)}" for r in failing)
+        raise BaselineFailed(f"the unmutated firmware does not pass the suite ({len(failing)} of {len(baseline.runs)} "
+                             f"scenarios do not: {names}); no mutant was made: a kill rate against a failing "
+                             "baseline means nothing (--allow-failing-baseline to go on anyway, for development)",
+                             baseline)
+    usable = [r for r in baseline.runs if r.verdict != "not run" and r.signature != (TIMEOUT,)]
+    left_out = [r for r in baseline.runs if r not in usable]
+    if not usable:
+        raise MutationError("no scenario of the suite ran on the unmutated firmware (every one NOT_RUN); "
+                            "expected scenarios this rig can run")
+    order = [r.id for r in sorted(usable, key=lambda r: (r.wall_s, r.id))]
+    timeout_s = settings.timeout_s if settings.timeout_s is not None else timeout_for(baseline, order)
+    say(f"baseline: {sum(r.verdict == 'pass' for r in usable)} of {len(baseline.runs)} scenarios pass"
+        f"{f', {len(failing)} do not (allowed)' if failing else ''}"
+        f"{f', {len(left_out)} not run on this rig' if left_out else ''}; "
+        f"build {baseline.build_s:.1f} s, scenarios {sum(r.wall_s for r in baseline.runs):.1f} s "
+        f"({baseline.run_s:.1f} s on {settings.jobs} workers); per-mutant timeout {timeout_s:g} s")
+    walls = {r.id: r.wall_s for r in usable}
+    say("scenario order (quickest on the baseline first): " + ", ".join(f"{s} {walls[s]:.1f} s" for s in order))
+    return baseline, left_out, order, timeout_s
+
+
 def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: None,
                  on_outcome: Callable[[int, int, Outcome], None] | None = None) -> Campaign:
     """A whole campaign (see the module docstring). BaselineFailed when the original firmware does
@@ -818,31 +851,8 @@ def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: N
         common = dict(rig_folder=snapshot, work_root=work_root, build_command=tuple(settings.build_command),
                       suites=tuple(settings.suites), exclude=tuple(settings.exclude), artifact=settings.artifact,
                       keep=settings.keep)
-        say(f"baseline: building the unmutated firmware of {rig_name} and running {len(scenarios)} scenarios, "
-            f"{settings.jobs} at once")
-        baseline = run_baseline(settings, common, [s.id for s in scenarios])
+        baseline, left_out, order, timeout_s = _baseline(settings, common, rig_name, scenarios, say)
         t_baseline = time.perf_counter() - t0
-        failing = [r for r in baseline.runs if r.verdict in ("fail", "error")]
-        if failing and not settings.allow_failing_baseline:
-            names = "; ".join(f"{r.id}: {r.verdict}: {_short(r.failure)}" for r in failing)
-            raise BaselineFailed(f"the unmutated firmware does not pass the suite ({len(failing)} of {len(baseline.runs)} "
-                                 f"scenarios do not: {names}); no mutant was made: a kill rate against a failing "
-                                 "baseline means nothing (--allow-failing-baseline to go on anyway, for development)",
-                                 baseline)
-        usable = [r for r in baseline.runs if r.verdict != "not run" and r.signature != (TIMEOUT,)]
-        left_out = [r for r in baseline.runs if r not in usable]
-        if not usable:
-            raise MutationError("no scenario of the suite ran on the unmutated firmware (every one NOT_RUN); "
-                                "expected scenarios this rig can run")
-        order = [r.id for r in sorted(usable, key=lambda r: (r.wall_s, r.id))]
-        timeout_s = settings.timeout_s if settings.timeout_s is not None else timeout_for(baseline, order)
-        say(f"baseline: {sum(r.verdict == 'pass' for r in usable)} of {len(baseline.runs)} scenarios pass"
-            f"{f', {len(failing)} do not (allowed)' if failing else ''}"
-            f"{f', {len(left_out)} not run on this rig' if left_out else ''}; "
-            f"build {baseline.build_s:.1f} s, scenarios {sum(r.wall_s for r in baseline.runs):.1f} s "
-            f"({baseline.run_s:.1f} s on {settings.jobs} workers); per-mutant timeout {timeout_s:g} s")
-        walls = {r.id: r.wall_s for r in usable}
-        say("scenario order (quickest on the baseline first): " + ", ".join(f"{s} {walls[s]:.1f} s" for s in order))
 
         t1 = time.perf_counter()
         counts, pools = [], {}
@@ -870,7 +880,7 @@ def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: N
             f"once; {sum(o.status == INVALID for o in decided)} do not compile, "
             f"{sum(o.same_object for o in decided)} compile to the original's object code")
 
-        originals = {r.id: r for r in usable}
+        originals = {r.id: r for r in baseline.runs if r.id in order}
         jobs = [Job(f"{m.source.replace('/', '__')}.{m.number}", order=tuple(order), mutant=m,
                     original_digest=baseline.digest, run_identical=settings.run_identical, originals=originals,
                     **common) for m in sample]
@@ -922,6 +932,78 @@ def _draw_checked(settings: Settings, snapshot: Path, sources: Sequence[str], po
     return sample, decided
 
 
+# ---- survivors run again, against the suite as it is now ----------------------------------------------
+
+def rebuilt_mutant(rig_folder: Path, mutant: Mutant, scratch: Path) -> Mutant | None:
+    """The mutant made again from its recorded change, on the source as it is now (a mutant file
+    in `scratch`), or None when the source no longer holds the original lines at that line."""
+    lines = (rig_folder / mutant.source).read_text(encoding="utf-8").split("\n")
+    before = mutant.original.split("\n")
+    at = mutant.line - 1
+    if lines[at:at + len(before)] != before:
+        return None
+    path = scratch / f"{Path(mutant.source).stem}.mutant.{mutant.number}{Path(mutant.source).suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    after = mutant.mutated.split("\n") if mutant.mutated else []
+    path.write_text("\n".join(lines[:at] + after + lines[at + len(before):]), encoding="utf-8")
+    return dataclasses.replace(mutant, path=path)
+
+
+def rerun_survivors(campaign: Campaign, equivalents: Mapping[tuple[str, int, str], str],
+                    say: Callable[[str], None] = lambda text: None,
+                    on_outcome: Callable[[int, int, Outcome], None] | None = None) -> Campaign:
+    """The campaign's unexplained survivors run again against the suite and the rig folder as they
+    are now (a scenario added since to kill them): the unmutated firmware first (it must pass the
+    suite now), then each survivor made again from its recorded change. One whose source has moved
+    on (rebuilt_mutant) stays as it was. The campaign with the new outcomes, and a line in reruns
+    that says when, against what and what came of it."""
+    from .scenario import load_suite
+
+    settings = campaign.settings
+    folder = settings.rig_folder.resolve()
+    when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    again = [o for o in campaign.of(SURVIVED) if explanation(o, equivalents, settings.artifact) is None]
+    work_root = Path(tempfile.mkdtemp(prefix="ithil-rerun-", dir=settings.work_dir))
+    try:
+        snapshot = copy_rig(folder, work_root / "original", settings.exclude)
+        common = dict(rig_folder=snapshot, work_root=work_root, build_command=tuple(settings.build_command),
+                      suites=tuple(settings.suites), exclude=tuple(settings.exclude), artifact=settings.artifact,
+                      keep=settings.keep)
+        scenarios = load_suite(list(settings.suites))
+        baseline, _, order, timeout_s = _baseline(settings, common, campaign.rig_name, scenarios, say)
+        originals = {r.id: r for r in baseline.runs if r.id in order}
+        made = {id(o): rebuilt_mutant(snapshot, o.mutant, work_root / "mutants") for o in again if o.mutant}
+        jobs = [Job(f"{m.source.replace('/', '__')}.{m.number}", order=tuple(order), mutant=m,
+                    original_digest=baseline.digest, originals=originals, **common)
+                for m in made.values() if m is not None]
+        say(f"rerun: {len(jobs)} of {len(again)} unexplained survivors made again on the sources as they are now; "
+            f"{len(scenarios)} scenarios")
+        done = [0]
+
+        def report(outcome: Outcome) -> None:
+            done[0] += 1
+            if on_outcome is not None:
+                on_outcome(done[0], len(jobs), outcome)
+
+        fresh = iter(run_jobs(jobs, settings.jobs, timeout_s, report))
+    finally:
+        if not settings.keep:
+            shutil.rmtree(work_root, ignore_errors=True)
+    new: dict[int, Outcome] = {}
+    for o in again:
+        if made.get(id(o)) is not None:
+            n = next(fresh)
+            new[id(o)] = dataclasses.replace(n, mutant=o.mutant)       # the recorded mutant, not the scratch file
+    outcomes = [new.get(id(o), o) for o in campaign.outcomes]
+    killed = sum(n.status == KILLED for n in new.values())
+    note = (f"{when:%Y-%m-%d %H:%M UTC}: the {len(again)} unexplained survivors run again against the suite as it was "
+            f"then ({len(order)} scenarios): {killed} killed, {len(new) - killed} survived"
+            + (f", {len(again) - len(new)} not made again (their source has changed at that line)"
+               if len(new) < len(again) else ""))
+    say(note)
+    return dataclasses.replace(campaign, outcomes=outcomes, reruns=[*campaign.reruns, note])
+
+
 # ---- results, kept to report again ---------------------------------------------------------------------
 
 def save_results(campaign: Campaign, path: Path) -> Path:
@@ -962,7 +1044,7 @@ def load_results(path: Path) -> Campaign:
         return Campaign(settings, data["rig_name"], dt.datetime.fromisoformat(data["started"]), data["versions"],
                         outcome(data["baseline"]), data["order"], [run(r) for r in data["left_out"]],
                         [SourceCount(**c) for c in data["sources"]], [outcome(o) for o in data["outcomes"]],
-                        data["timeout_s"], data["seconds"])
+                        data["timeout_s"], data["seconds"], data.get("reruns", []))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MutationError(f"{path}: not the results of a mutation campaign ({type(exc).__name__}: {exc}); expected "
                             "the JSON `ithil mutants` writes beside its report") from None
@@ -1102,6 +1184,9 @@ def write_report(campaign: Campaign, path: Path, equivalents: Mapping[tuple[str,
         w(f"| {k} | {v} |")
     w("")
 
+    for note in campaign.reruns:
+        w(f"Survivors run again: {note}. The kill rate counts those killed then.\n")
+
     w("## Sources\n")
     w("| source | mutants generated | distinct | drawn | invalid | built | killed | survived |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -1181,6 +1266,8 @@ def write_report(campaign: Campaign, path: Path, equivalents: Mapping[tuple[str,
                 *(["--allow-failing-baseline"] if s.allow_failing_baseline else [])]))
     w(f"ithil mutants --report-only {_rel(path.with_suffix('.json'))}   # this report again, with the explanations "
       "as they are now")
+    w(f"ithil mutants --rerun {_rel(path.with_suffix('.json'))}         # the unexplained survivors again, against "
+      "the suite as it is now")
     w("```")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
@@ -1218,7 +1305,7 @@ def summary_line(campaign: Campaign, equivalents: Mapping[tuple[str, int, str], 
             f"{_pct(non_eq)}; {campaign.seconds.get('total', 0) / 60:.1f} min")
 
 
-__all__ = ["save_results", "load_results", "compile_source", "draw_compiling", "Drawn", "SAME_OBJECT", "Mutant", "MutantFile", "mutant_files", "describe", "Outcome", "Job", "Settings", "Campaign", "ScenarioRun", "MutationError", "BaselineFailed",
+__all__ = ["rerun_survivors", "rebuilt_mutant", "save_results", "load_results", "compile_source", "draw_compiling", "Drawn", "SAME_OBJECT", "Mutant", "MutantFile", "mutant_files", "describe", "Outcome", "Job", "Settings", "Campaign", "ScenarioRun", "MutationError", "BaselineFailed",
            "generate_mutants", "allocate", "sample_mutants", "copy_rig", "check_starts_own_firmware", "build",
            "run_job", "run_jobs", "run_campaign", "load_equivalents", "explanation", "write_report", "kills",
            "summarise", "timeout_for", "normalise_sources", "summary_line", "KILLED", "SURVIVED", "INVALID",

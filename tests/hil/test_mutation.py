@@ -15,6 +15,7 @@ gcc-arm-none-eabi: without them these tests fail, never skip.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import subprocess
@@ -27,8 +28,8 @@ import pytest
 from hil.mutation import (INVALID, KILLED, SAME_OBJECT, SURVIVED, TIMEOUT, BaselineFailed, Campaign, Job, Mutant,
                           MutantFile, MutationError, Outcome, ScenarioRun, Settings, SourceCount, allocate, build,
                           check_starts_own_firmware, compile_source, copy_rig, digest_of, draw_compiling, explanation,
-                          generate_mutants, kills, load_equivalents, load_results, mutant_files, run_campaign, run_job,
-                          run_jobs, sample_mutants, save_results, write_report)
+                          generate_mutants, kills, load_equivalents, load_results, mutant_files, rebuilt_mutant,
+                          rerun_survivors, run_campaign, run_job, run_jobs, sample_mutants, save_results, write_report)
 from hil.rig import load_rig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -397,3 +398,30 @@ def test_saved_results_give_the_same_report_and_take_explanations_added_later(tm
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(MutationError, match="not the results of a mutation campaign"):
         load_results(tmp_path / "bad.json")
+
+
+def test_survivors_run_again_against_the_suite_as_it_is_now(tmp_path: Path) -> None:
+    rig = copy_rig(QEMU_RIG, tmp_path / "rig")
+    status = _mutant(tmp_path, "frame.c", 2, _with_line(rig / "frame.c", r'"GetStatus"',
+                                                        lambda ln: re.sub(r"\{\s*0x10,\s*0,", "{0x10, 1,", ln)), rig)
+    moved = dataclasses.replace(status, number=3, line=status.line + 1)     # its source no longer holds it there
+    explained = dataclasses.replace(status, number=4, mutated="/* explained */")
+    assert rebuilt_mutant(rig, moved, tmp_path / "m") is None
+    remade = rebuilt_mutant(rig, status, tmp_path / "m")
+    assert remade is not None and remade.path.read_text() == status.path.read_text()
+    settings = Settings(rig, ["frame.c"], artifact="build/firmware.bin", suites=(SMOKE,), sample_size=3, jobs=2,
+                        allow_failing_baseline=True)
+    # as if a campaign had run a suite without the smoke scenario: the three survived
+    campaign = Campaign(settings, "qemu-m3", dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc), {}, Outcome(None, SURVIVED),
+                        [], [], [SourceCount("frame.c", 9, 9, 3)],
+                        [Outcome(m, SURVIVED, wall_s=1.0) for m in (status, moved, explained)], 60.0, {})
+    why = {("frame.c", explained.line, "/* explained */"): "a reason"}
+    again = rerun_survivors(campaign, why)
+    by_number = {o.mutant.number: o for o in again.outcomes}
+    assert by_number[2].status == KILLED and by_number[2].scenario == "mutation-smoke"
+    assert by_number[2].mutant == status                               # the recorded mutant, not the scratch copy
+    assert by_number[3] == campaign.outcomes[1] and by_number[4] == campaign.outcomes[2]
+    assert len(again.reruns) == 1 and "2 unexplained survivors run again" in again.reruns[0]
+    assert "1 killed, 0 survived, 1 not made again" in again.reruns[0]
+    text = write_report(again, tmp_path / "r.md", why).read_text()
+    assert "Survivors run again:" in text and load_results(save_results(again, tmp_path / "r.json")) == again
