@@ -701,10 +701,10 @@ class Campaign:
 
 
 def timeout_for(baseline: Outcome, order: Sequence[str]) -> float:
-    """The default per-mutant limit on its scenarios: three times the baseline's (the mutants share
-    the cores) and half a minute, at least a minute."""
+    """The default per-mutant limit on its scenarios: twice the baseline's (the mutants share the
+    cores) and half a minute, at least a minute."""
     runs = {r.id: r.wall_s for r in baseline.runs}
-    return float(max(MIN_TIMEOUT_S, round(3 * sum(runs.get(s, 0.0) for s in order) + 30)))
+    return float(max(MIN_TIMEOUT_S, round(2 * sum(runs.get(s, 0.0) for s in order) + 30)))
 
 
 def tool_versions(rig_folder: Path, programs: Iterable[str]) -> dict[str, str]:
