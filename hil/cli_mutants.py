@@ -11,7 +11,7 @@ import typer
 from .errors import HilError
 from .mutation import (DEFAULT_SAMPLE, DEFAULT_SEED, EQUIVALENTS_FILE, KILLED, STANDARD_SUITE, SURVIVED, TIMEOUT,
                        BaselineFailed, Outcome, Settings, explanation, load_equivalents, load_results, rerun_survivors,
-                       run_campaign, save_results, summary_line, write_report)
+                       resume_campaign, run_campaign, save_results, summary_line, write_report)
 from .rig import rig_path
 
 
@@ -28,6 +28,8 @@ def mutants(
     report_only: Path | None = typer.Option(None, "--report-only", help="Write the report again from a campaign's "
                                             "saved results (the .json beside its report) with the explanations as "
                                             "they are now; nothing is run."),
+    resume: Path | None = typer.Option(None, "--resume", help="Carry on an interrupted campaign from its saved "
+                                       "results (the .json beside its report, written after every mutant)."),
     rerun: Path | None = typer.Option(None, "--rerun", help="Run a campaign's unexplained survivors again (its saved "
                                       "results) against the suite and sources as they are now, after adding the "
                                       "scenarios that kill them; the results and the report are updated."),
@@ -85,14 +87,18 @@ def mutants(
             say(f"[{done:>{len(str(total))}}/{total}] {m.where if m else 'baseline'} #{m.number if m else ''}: {what} "
                 f"({outcome.wall_s:.1f} s)")
 
+        results = out.with_suffix(".json")
         if rerun is not None:
             campaign = rerun_survivors(load_results(rerun), explained, say, progress)
+            save_results(campaign, results)
+        elif resume is not None:
+            campaign = resume_campaign(load_results(resume), say, progress, save_to=results)
         elif report_only is not None:
             campaign = load_results(report_only)
         else:
-            campaign = run_campaign(settings, say, progress)
+            campaign = run_campaign(settings, say, progress, save_to=results)
         if report_only is None:
-            say(f"results saved to {save_results(campaign, out.with_suffix('.json'))}")
+            say(f"results saved to {results}")
     except BaselineFailed as exc:
         say(f"error: {exc}")
         raise typer.Exit(1) from None

@@ -690,6 +690,7 @@ class Campaign:
     timeout_s: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)   # baseline, generate, mutants, total
     reruns: list[str] = field(default_factory=list)           # survivors run again later (rerun_survivors), in words
+    pending: list[Mutant] = field(default_factory=list)       # drawn, not yet run: an interrupted campaign (resume)
 
     def of(self, status: str) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -822,10 +823,13 @@ def _baseline(settings: Settings, common: Mapping[str, Any], rig_name: str, scen
 
 
 def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: None,
-                 on_outcome: Callable[[int, int, Outcome], None] | None = None) -> Campaign:
+                 on_outcome: Callable[[int, int, Outcome], None] | None = None,
+                 save_to: Path | None = None) -> Campaign:
     """A whole campaign (see the module docstring). BaselineFailed when the original firmware does
     not pass the suite (unless settings.allow_failing_baseline); MutationError when the rig,
-    sources or tools are not as expected."""
+    sources or tools are not as expected. `save_to`: the results as JSON (save_results), written
+    once the sample is drawn and again after every mutant, so that an interrupted campaign keeps
+    what it ran and the rest can be run later (resume_campaign)."""
     from .rig import load_rig
     from .scenario import load_suite
 
@@ -880,26 +884,84 @@ def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: N
             f"once; {sum(o.status == INVALID for o in decided)} do not compile, "
             f"{sum(o.same_object for o in decided)} compile to the original's object code")
 
-        originals = {r.id: r for r in baseline.runs if r.id in order}
-        jobs = [Job(f"{m.source.replace('/', '__')}.{m.number}", order=tuple(order), mutant=m,
-                    original_digest=baseline.digest, run_identical=settings.run_identical, originals=originals,
-                    **common) for m in sample]
-        done = [0]
-
-        def report(outcome: Outcome) -> None:
-            done[0] += 1
-            if on_outcome is not None:
-                on_outcome(done[0], len(jobs), outcome)
-
+        campaign = Campaign(settings, rig_name, started_at, versions, baseline, order, left_out, counts, decided,
+                            timeout_s, {"baseline": t_baseline, "generate": t_generate}, pending=list(sample))
         t2 = time.perf_counter()
-        outcomes = decided + run_jobs(jobs, settings.jobs, timeout_s, report)
-        t_mutants = time.perf_counter() - t2
+        _run_pending(campaign, common, baseline, order, on_outcome, save_to)
+        campaign.seconds.update(mutants=time.perf_counter() - t2, total=time.perf_counter() - t0)
     finally:
         if not settings.keep:
             shutil.rmtree(work_root, ignore_errors=True)
-    return Campaign(settings, rig_name, started_at, versions, baseline, order, left_out, counts, outcomes, timeout_s,
-                    {"baseline": t_baseline, "generate": t_generate, "mutants": t_mutants,
-                     "total": time.perf_counter() - t0})
+    if save_to is not None:
+        save_results(campaign, save_to)
+    return campaign
+
+
+def _run_pending(campaign: Campaign, common: Mapping[str, Any], baseline: Outcome, order: Sequence[str],
+                 on_outcome: Callable[[int, int, Outcome], None] | None, save_to: Path | None) -> None:
+    """Run the campaign's pending mutants (built in the snapshot of `common`) against the baseline
+    of that snapshot, in `order`, each outcome added to the campaign as it comes and the results
+    saved then (`save_to`)."""
+    settings = campaign.settings
+    originals = {r.id: r for r in baseline.runs if r.id in order}
+    jobs = [Job(f"{m.source.replace('/', '__')}.{m.number}", order=tuple(order), mutant=m,
+                original_digest=baseline.digest, run_identical=settings.run_identical, originals=originals,
+                **common) for m in campaign.pending]
+    if save_to is not None:
+        save_results(campaign, save_to)
+    done = [0]
+
+    def each(outcome: Outcome) -> None:
+        done[0] += 1
+        campaign.outcomes.append(outcome)
+        campaign.pending = [m for m in campaign.pending if (m.source, m.number) != (outcome.mutant.source,
+                                                                                      outcome.mutant.number)]
+        if save_to is not None:
+            save_results(campaign, save_to)
+        if on_outcome is not None:
+            on_outcome(done[0], len(jobs), outcome)
+
+    run_jobs(jobs, settings.jobs, campaign.timeout_s, each)
+
+
+def resume_campaign(campaign: Campaign, say: Callable[[str], None] = lambda text: None,
+                    on_outcome: Callable[[int, int, Outcome], None] | None = None,
+                    save_to: Path | None = None) -> Campaign:
+    """An interrupted campaign (its saved results) carried on: the unmutated firmware and the suite
+    as they are now must pass first (the baseline is run again), then the mutants still pending
+    are made again from their recorded change (rebuilt_mutant; MutationError if a source has moved
+    on) and run, the results saved after each."""
+    from .scenario import load_suite
+
+    settings = campaign.settings
+    t0 = time.perf_counter()
+    work_root = Path(tempfile.mkdtemp(prefix="ithil-mutants-", dir=settings.work_dir))
+    try:
+        snapshot = copy_rig(settings.rig_folder.resolve(), work_root / "original", settings.exclude)
+        common = dict(rig_folder=snapshot, work_root=work_root, build_command=tuple(settings.build_command),
+                      suites=tuple(settings.suites), exclude=tuple(settings.exclude), artifact=settings.artifact,
+                      keep=settings.keep)
+        made = []
+        for m in campaign.pending:
+            again = rebuilt_mutant(snapshot, m, work_root / "mutants")
+            if again is None:
+                raise MutationError(f"{m.where}: the source no longer holds the line mutant {m.number} changes; "
+                                    "expected the sources the campaign drew from")
+            made.append(again)
+        baseline, _, order, _ = _baseline(settings, common, campaign.rig_name, load_suite(list(settings.suites)), say)
+        if order != campaign.order:
+            say(f"resume: the suite now runs {order}; the campaign ran {campaign.order}")
+        say(f"resume: {len(made)} mutants still to run, {len(campaign.outcomes)} done")
+        campaign.pending = made
+        _run_pending(campaign, common, baseline, order, on_outcome, save_to)
+        campaign.seconds["mutants"] = campaign.seconds.get("mutants", 0.0) + time.perf_counter() - t0
+        campaign.seconds["total"] = campaign.seconds.get("total", 0.0) + time.perf_counter() - t0
+    finally:
+        if not settings.keep:
+            shutil.rmtree(work_root, ignore_errors=True)
+    if save_to is not None:
+        save_results(campaign, save_to)
+    return campaign
 
 
 def _draw_checked(settings: Settings, snapshot: Path, sources: Sequence[str], pools: Mapping[str, Sequence[MutantFile]],
@@ -1017,7 +1079,9 @@ def save_results(campaign: Campaign, path: Path) -> Path:
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dataclasses.asdict(campaign), default=plain, indent=1) + "\n", encoding="utf-8")
+    part = path.with_name(path.name + ".part")          # written whole, then put in place: never half a file
+    part.write_text(json.dumps(dataclasses.asdict(campaign), default=plain, indent=1) + "\n", encoding="utf-8")
+    os.replace(part, path)
     return path
 
 
@@ -1044,7 +1108,8 @@ def load_results(path: Path) -> Campaign:
         return Campaign(settings, data["rig_name"], dt.datetime.fromisoformat(data["started"]), data["versions"],
                         outcome(data["baseline"]), data["order"], [run(r) for r in data["left_out"]],
                         [SourceCount(**c) for c in data["sources"]], [outcome(o) for o in data["outcomes"]],
-                        data["timeout_s"], data["seconds"], data.get("reruns", []))
+                        data["timeout_s"], data["seconds"], data.get("reruns", []),
+                        [Mutant(**{**m, "path": Path(m["path"])}) for m in data.get("pending", [])])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MutationError(f"{path}: not the results of a mutation campaign ({type(exc).__name__}: {exc}); expected "
                             "the JSON `ithil mutants` writes beside its report") from None
@@ -1184,6 +1249,10 @@ def write_report(campaign: Campaign, path: Path, equivalents: Mapping[tuple[str,
         w(f"| {k} | {v} |")
     w("")
 
+    if campaign.pending:
+        w(f"> **Interrupted**: {len(campaign.pending)} of the {len(campaign.pending) + len(ran_or_decided(campaign))} "
+          f"mutants drawn to build are still to run; the figures below are of those that ran. Carry on with "
+          f"`ithil mutants --resume {_rel(path.with_suffix('.json'))}`.\n")
     for note in campaign.reruns:
         w(f"Survivors run again: {note}. The kill rate counts those killed then.\n")
 
@@ -1274,6 +1343,11 @@ def write_report(campaign: Campaign, path: Path, equivalents: Mapping[tuple[str,
     return path
 
 
+def ran_or_decided(campaign: Campaign) -> list[Outcome]:
+    """The drawn mutants that compiled and have an outcome (run, or settled by their object code)."""
+    return [o for o in campaign.outcomes if o.status != INVALID]
+
+
 def _time(seconds: Mapping[str, float], ran: Sequence[Outcome], killed: Sequence[Outcome],
           survived: Sequence[Outcome]) -> str:
     parts = [f"{seconds.get('total', 0) / 60:.1f} min in all (baseline {seconds.get('baseline', 0):.0f} s, "
@@ -1305,7 +1379,7 @@ def summary_line(campaign: Campaign, equivalents: Mapping[tuple[str, int, str], 
             f"{_pct(non_eq)}; {campaign.seconds.get('total', 0) / 60:.1f} min")
 
 
-__all__ = ["rerun_survivors", "rebuilt_mutant", "save_results", "load_results", "compile_source", "draw_compiling", "Drawn", "SAME_OBJECT", "Mutant", "MutantFile", "mutant_files", "describe", "Outcome", "Job", "Settings", "Campaign", "ScenarioRun", "MutationError", "BaselineFailed",
+__all__ = ["resume_campaign", "rerun_survivors", "rebuilt_mutant", "save_results", "load_results", "compile_source", "draw_compiling", "Drawn", "SAME_OBJECT", "Mutant", "MutantFile", "mutant_files", "describe", "Outcome", "Job", "Settings", "Campaign", "ScenarioRun", "MutationError", "BaselineFailed",
            "generate_mutants", "allocate", "sample_mutants", "copy_rig", "check_starts_own_firmware", "build",
            "run_job", "run_jobs", "run_campaign", "load_equivalents", "explanation", "write_report", "kills",
            "summarise", "timeout_for", "normalise_sources", "summary_line", "KILLED", "SURVIVED", "INVALID",

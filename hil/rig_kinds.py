@@ -12,8 +12,9 @@
               device; "{port}" and "{balance_port}" in it, in url and in the balance resource
               become free TCP ports, "{folder}" the rig's folder, "{python}" this Python);
               ready_timeout_s (how long the device may take to answer hello); answer_timeout_s (the
-              first wait for an answer); advance_timeout_s (the first wait for an AdvanceTime or a
-              FixtureAdvance, default 300 s: a lockstep step may run weeks); fixture = true for a
+              first wait for an answer); max_attempts (sends of a command before giving up, default
+              6; a lossless local socket needs fewer); advance_timeout_s (the first wait for an
+              AdvanceTime or a FixtureAdvance, default 300 s: a lockstep step may run weeks); fixture = true for a
               pump without a plant: a bench fixture on this host (hil.fixture) feeds its sensors
               from the rig's [plant], takes the occlusion, MRI and stall faults, and serves the
               balance ("served") weighing that plant's outflow. url may be a list,
@@ -50,13 +51,14 @@ from .session import RigSession
 from .urlhandler import protocol_emu
 
 ADVANCE_TIMEOUT_S = 300.0       # the first wait for an AdvanceTime: a lockstep step may run weeks
+MAX_ATTEMPTS = 6                # sends of a command before the link gives up
 _emu_names = itertools.count(1)
 
 
 def _client(config: RigConfig, url: str, answer_timeout_s: float = 0.25,
-            advance_timeout_s: float = ADVANCE_TIMEOUT_S) -> PumpClient:
+            advance_timeout_s: float = ADVANCE_TIMEOUT_S, max_attempts: int = MAX_ATTEMPTS) -> PumpClient:
     return PumpClient(url, clinician_key=config.clinician_key, patient_key=config.patient_key,
-                      answer_timeout_s=answer_timeout_s, advance_timeout_s=advance_timeout_s)
+                      answer_timeout_s=answer_timeout_s, advance_timeout_s=advance_timeout_s, max_attempts=max_attempts)
 
 
 def _balance_spec(config: RigConfig) -> BalanceSpec:
@@ -147,7 +149,8 @@ class SerialRig(Rig):
     """A pump at a serial URL, started by a command or already running; see the module docstring."""
 
     kind = "serial"
-    device_keys = {"url", "start", "ready_timeout_s", "answer_timeout_s", "advance_timeout_s", "fixture"}
+    device_keys = {"url", "start", "ready_timeout_s", "answer_timeout_s", "advance_timeout_s", "max_attempts",
+                   "fixture"}
 
     def read_device(self, device: Any) -> None:
         urls = device.raw("url")
@@ -167,6 +170,7 @@ class SerialRig(Rig):
         self.ready_timeout_s = device.number("ready_timeout_s", 10.0)
         self.answer_timeout_s = device.number("answer_timeout_s", 0.25)
         self.advance_timeout_s = device.number("advance_timeout_s", ADVANCE_TIMEOUT_S)
+        self.max_attempts = device.integer("max_attempts", MAX_ATTEMPTS, minimum=1)
         self.fixture = device.flag("fixture", False)
         _check_fixture_faults(self.config, self.fixture)
         served = self.config.balance is not None and self.config.balance.resource == "served"
@@ -216,10 +220,11 @@ class SerialRig(Rig):
     def _client(self, url: str) -> PumpClient:
         cfg = self.config
         if not self.fixture:
-            return _client(cfg, url, self.answer_timeout_s, self.advance_timeout_s)
+            return _client(cfg, url, self.answer_timeout_s, self.advance_timeout_s, self.max_attempts)
         plant = Plant(cfg.plant_params, seed=cfg.plant_seed, stroke_nl=cfg.pump.mechanism.stroke_nl)
         return FixtureClient(url, plant, clinician_key=cfg.clinician_key, patient_key=cfg.patient_key,
-                             answer_timeout_s=self.answer_timeout_s, advance_timeout_s=self.advance_timeout_s)
+                             answer_timeout_s=self.answer_timeout_s, advance_timeout_s=self.advance_timeout_s,
+                             max_attempts=self.max_attempts)
 
     def _connect(self, url: str, process: subprocess.Popen | None) -> PumpClient:
         """Open the URL and say hello, retrying until the device answers or ready_timeout_s."""

@@ -29,7 +29,8 @@ from hil.mutation import (INVALID, KILLED, SAME_OBJECT, SURVIVED, TIMEOUT, Basel
                           MutantFile, MutationError, Outcome, ScenarioRun, Settings, SourceCount, allocate, build,
                           check_starts_own_firmware, compile_source, copy_rig, digest_of, draw_compiling, explanation,
                           generate_mutants, kills, load_equivalents, load_results, mutant_files, rebuilt_mutant,
-                          rerun_survivors, run_campaign, run_job, run_jobs, sample_mutants, save_results, write_report)
+                          rerun_survivors, resume_campaign, run_campaign, run_job, run_jobs, sample_mutants, save_results,
+                          write_report)
 from hil.rig import load_rig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -241,9 +242,9 @@ def test_a_hang_is_killed_by_the_timeout_with_its_qemu(tmp_path: Path) -> None:
     hang = _mutant(tmp_path, "crc32.c", 1, _with_line(rig / "crc32.c", r"crc = ~crc;",
                                                       lambda ln: "    for (;;) {\n    }\n" + ln), rig)
     job = Job("hang", rig, work, ("make",), (SMOKE,), ("mutation-smoke",), mutant=hang)
-    [outcome] = run_jobs([job], 1, 4)      # the rig would wait 10 s for a hello before it gave up
+    [outcome] = run_jobs([job], 1, 2)      # the rig would wait 3.5 s for a hello before it gave up
     assert outcome.status == KILLED and outcome.scenario == TIMEOUT
-    assert "still running 4 s after its first scenario started, in scenario mutation-smoke" in outcome.reason
+    assert "still running 2 s after its first scenario started, in scenario mutation-smoke" in outcome.reason
     assert not _qemu_left(work)
     assert not (work / "hang").exists()
 
@@ -425,3 +426,24 @@ def test_survivors_run_again_against_the_suite_as_it_is_now(tmp_path: Path) -> N
     assert "1 killed, 0 survived, 1 not made again" in again.reruns[0]
     text = write_report(again, tmp_path / "r.md", why).read_text()
     assert "Survivors run again:" in text and load_results(save_results(again, tmp_path / "r.json")) == again
+
+
+def test_an_interrupted_campaign_is_carried_on_from_its_saved_results(tmp_path: Path) -> None:
+    rig = copy_rig(QEMU_RIG, tmp_path / "rig")
+    status = _mutant(tmp_path, "frame.c", 2, _with_line(rig / "frame.c", r'"GetStatus"',
+                                                        lambda ln: re.sub(r"\{\s*0x10,\s*0,", "{0x10, 1,", ln)), rig)
+    settings = Settings(rig, ["frame.c"], artifact="build/firmware.bin", suites=(SMOKE,), sample_size=2, jobs=2)
+    done = Outcome(dataclasses.replace(status, number=9, mutated="/* ran before */"), SURVIVED, wall_s=1.0)
+    baseline = Outcome(None, SURVIVED, runs=[ScenarioRun("mutation-smoke", "pass", 1.0, "", ("pass",))])
+    campaign = Campaign(settings, "qemu-m3", dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc), {},
+                        baseline, ["mutation-smoke"], [], [SourceCount("frame.c", 9, 9, 2)], [done],
+                        60.0, {"mutants": 5.0, "total": 9.0}, pending=[status])
+    text = write_report(campaign, tmp_path / "m.md", {}).read_text()
+    assert "**Interrupted**: 1 of the 2 mutants" in text and "--resume" in text
+    saved = save_results(campaign, tmp_path / "m.json")
+    seen: list[Outcome] = []
+    again = resume_campaign(load_results(saved), on_outcome=lambda n, total, o: seen.append(o), save_to=saved)
+    assert [o.status for o in again.outcomes] == [SURVIVED, KILLED] and again.pending == []
+    assert again.outcomes[1].mutant.where == status.where and len(seen) == 1
+    assert load_results(saved).pending == [] and len(load_results(saved).outcomes) == 2   # saved after the mutant
+    assert "Interrupted" not in write_report(again, tmp_path / "m.md", {}).read_text()
