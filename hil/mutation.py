@@ -67,7 +67,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 
 from .errors import HilError
 
@@ -790,6 +790,22 @@ def run_baseline(settings: Settings, common: Mapping[str, Any], scenario_ids: Se
                    wall_s=build_s + time.perf_counter() - started, runs=runs, digest=digest)
 
 
+@contextlib.contextmanager
+def _workspace(settings: Settings) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """A scratch folder (removed after, unless keep) holding one snapshot of the rig folder, from
+    which the baseline and every mutant are built even if someone edits the folder meanwhile; the
+    snapshot and the Job fields every job of the campaign shares."""
+    work_root = Path(tempfile.mkdtemp(prefix="ithil-mutants-", dir=settings.work_dir))
+    try:
+        snapshot = copy_rig(settings.rig_folder.resolve(), work_root / "original", settings.exclude)
+        yield snapshot, dict(rig_folder=snapshot, work_root=work_root, build_command=tuple(settings.build_command),
+                             suites=tuple(settings.suites), exclude=tuple(settings.exclude),
+                             artifact=settings.artifact, keep=settings.keep)
+    finally:
+        if not settings.keep:
+            shutil.rmtree(work_root, ignore_errors=True)
+
+
 def _baseline(settings: Settings, common: Mapping[str, Any], rig_name: str, scenarios: Sequence[Any],
               say: Callable[[str], None]) -> tuple[Outcome, list[ScenarioRun], list[str], float]:
     """The unmutated firmware on the suite (run_baseline), checked: BaselineFailed unless it passes
@@ -847,14 +863,8 @@ def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: N
     mutate_tool()                                       # fail before the baseline if it is missing
     versions = tool_versions(folder, settings.versions_of)
 
-    work_root = Path(tempfile.mkdtemp(prefix="ithil-mutants-", dir=settings.work_dir))
-    try:
-        # one snapshot of the rig folder for the whole campaign: the baseline and every mutant are
-        # built from the same sources, even if someone edits the folder meanwhile
-        snapshot = copy_rig(folder, work_root / "original", settings.exclude)
-        common = dict(rig_folder=snapshot, work_root=work_root, build_command=tuple(settings.build_command),
-                      suites=tuple(settings.suites), exclude=tuple(settings.exclude), artifact=settings.artifact,
-                      keep=settings.keep)
+    with _workspace(settings) as (snapshot, common):
+        work_root = common["work_root"]
         baseline, left_out, order, timeout_s = _baseline(settings, common, rig_name, scenarios, say)
         t_baseline = time.perf_counter() - t0
 
@@ -889,9 +899,6 @@ def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: N
         t2 = time.perf_counter()
         _run_pending(campaign, common, baseline, order, on_outcome, save_to)
         campaign.seconds.update(mutants=time.perf_counter() - t2, total=time.perf_counter() - t0)
-    finally:
-        if not settings.keep:
-            shutil.rmtree(work_root, ignore_errors=True)
     if save_to is not None:
         save_results(campaign, save_to)
     return campaign
@@ -935,15 +942,10 @@ def resume_campaign(campaign: Campaign, say: Callable[[str], None] = lambda text
 
     settings = campaign.settings
     t0 = time.perf_counter()
-    work_root = Path(tempfile.mkdtemp(prefix="ithil-mutants-", dir=settings.work_dir))
-    try:
-        snapshot = copy_rig(settings.rig_folder.resolve(), work_root / "original", settings.exclude)
-        common = dict(rig_folder=snapshot, work_root=work_root, build_command=tuple(settings.build_command),
-                      suites=tuple(settings.suites), exclude=tuple(settings.exclude), artifact=settings.artifact,
-                      keep=settings.keep)
+    with _workspace(settings) as (snapshot, common):
         made = []
         for m in campaign.pending:
-            again = rebuilt_mutant(snapshot, m, work_root / "mutants")
+            again = rebuilt_mutant(snapshot, m, common["work_root"] / "mutants")
             if again is None:
                 raise MutationError(f"{m.where}: the source no longer holds the line mutant {m.number} changes; "
                                     "expected the sources the campaign drew from")
@@ -956,9 +958,6 @@ def resume_campaign(campaign: Campaign, say: Callable[[str], None] = lambda text
         _run_pending(campaign, common, baseline, order, on_outcome, save_to)
         campaign.seconds["mutants"] = campaign.seconds.get("mutants", 0.0) + time.perf_counter() - t0
         campaign.seconds["total"] = campaign.seconds.get("total", 0.0) + time.perf_counter() - t0
-    finally:
-        if not settings.keep:
-            shutil.rmtree(work_root, ignore_errors=True)
     if save_to is not None:
         save_results(campaign, save_to)
     return campaign
@@ -1022,19 +1021,13 @@ def rerun_survivors(campaign: Campaign, equivalents: Mapping[tuple[str, int, str
     from .scenario import load_suite
 
     settings = campaign.settings
-    folder = settings.rig_folder.resolve()
     when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     again = [o for o in campaign.of(SURVIVED) if explanation(o, equivalents, settings.artifact) is None]
-    work_root = Path(tempfile.mkdtemp(prefix="ithil-rerun-", dir=settings.work_dir))
-    try:
-        snapshot = copy_rig(folder, work_root / "original", settings.exclude)
-        common = dict(rig_folder=snapshot, work_root=work_root, build_command=tuple(settings.build_command),
-                      suites=tuple(settings.suites), exclude=tuple(settings.exclude), artifact=settings.artifact,
-                      keep=settings.keep)
+    with _workspace(settings) as (snapshot, common):
         scenarios = load_suite(list(settings.suites))
         baseline, _, order, timeout_s = _baseline(settings, common, campaign.rig_name, scenarios, say)
         originals = {r.id: r for r in baseline.runs if r.id in order}
-        made = {id(o): rebuilt_mutant(snapshot, o.mutant, work_root / "mutants") for o in again if o.mutant}
+        made = {id(o): rebuilt_mutant(snapshot, o.mutant, common["work_root"] / "mutants") for o in again if o.mutant}
         jobs = [Job(f"{m.source.replace('/', '__')}.{m.number}", order=tuple(order), mutant=m,
                     original_digest=baseline.digest, originals=originals, **common)
                 for m in made.values() if m is not None]
@@ -1048,9 +1041,6 @@ def rerun_survivors(campaign: Campaign, equivalents: Mapping[tuple[str, int, str
                 on_outcome(done[0], len(jobs), outcome)
 
         fresh = iter(run_jobs(jobs, settings.jobs, timeout_s, report))
-    finally:
-        if not settings.keep:
-            shutil.rmtree(work_root, ignore_errors=True)
     new: dict[int, Outcome] = {}
     for o in again:
         if made.get(id(o)) is not None:
