@@ -37,7 +37,8 @@ def mutants(
                                         "build/firmware.bin): a mutant whose output is the original's byte for byte "
                                         "is equivalent and is not run."),
     suites: list[Path] = typer.Option([], "--suite", help="Scenario files or folders (default: the standard suite)."),
-    sample: int = typer.Option(DEFAULT_SAMPLE, "--sample", min=1, help="How many mutants to draw."),
+    sample: int = typer.Option(DEFAULT_SAMPLE, "--sample", min=1, help="How many mutants to build: that "
+                               "compile, with --compile (else how many to draw)."),
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="The sample's seed (recorded in the report)."),
     jobs: int = typer.Option(os.cpu_count() or 1, "--jobs", "-j", min=1, help="Mutants run at once."),
     timeout: float | None = typer.Option(None, "--timeout", min=1, help="Seconds one mutant's scenarios may take "
@@ -65,7 +66,7 @@ def mutants(
         typer.echo(f"error: rig {rig!r}: no rig.toml in {folder}; expected a rig in rigs/ or a rig folder", err=True)
         raise typer.Exit(2)
     src = [str(s) for s in sources] or sorted(p.name for p in folder.glob("*.c"))
-    explained_file = equivalents or folder / EQUIVALENTS_FILE
+    saved = rerun or resume or report_only
     settings = Settings(folder, src, tuple(shlex.split(build_command)), artifact, tuple(suites or [STANDARD_SUITE]),
                         sample, seed, jobs, timeout, work_dir, keep, allow_failing_baseline, run_identical,
                         versions_of=tuple(version_of), compile_command=tuple(shlex.split(compile_command)))
@@ -74,7 +75,11 @@ def mutants(
         typer.echo(text, err=True)
 
     try:
+        # a saved campaign is explained from its own rig folder (not --rig's), unless --equivalents
+        campaign = load_results(saved) if saved is not None else None
+        explained_file = equivalents or (campaign.settings.rig_folder if campaign else folder) / EQUIVALENTS_FILE
         explained = load_equivalents(explained_file)
+        artifact = campaign.settings.artifact if campaign else artifact
 
         def progress(done: int, total: int, outcome: Outcome) -> None:
             m = outcome.mutant
@@ -89,13 +94,11 @@ def mutants(
 
         results = out.with_suffix(".json")
         if rerun is not None:
-            campaign = rerun_survivors(load_results(rerun), explained, say, progress)
+            campaign = rerun_survivors(campaign, explained, say, progress)
             save_results(campaign, results)
         elif resume is not None:
-            campaign = resume_campaign(load_results(resume), say, progress, save_to=results)
-        elif report_only is not None:
-            campaign = load_results(report_only)
-        else:
+            campaign = resume_campaign(campaign, say, progress, save_to=results)
+        elif report_only is None:
             campaign = run_campaign(settings, say, progress, save_to=results)
         if report_only is None:
             say(f"results saved to {results}")
@@ -105,6 +108,7 @@ def mutants(
     except HilError as exc:
         say(f"error: {exc}")
         raise typer.Exit(2) from None
+    assert campaign is not None                         # run, resumed, rerun or loaded above
     path = write_report(campaign, out, explained, explained_file.name)
     say(summary_line(campaign, explained))
     say(f"report written to {path}")

@@ -13,24 +13,45 @@ A campaign (`ithil mutants`, `make mutants`):
    scenario orders the suite for the mutants: quickest first, so most mutants are killed before
    the long scenarios start;
 2. universalmutator's `mutate FILE --noCheck` writes FILE.mutant.N.c for every source into a
-   scratch folder (copies identical to the original or to another mutant are dropped);
-3. a seeded sample is drawn, spread over the sources in proportion to their mutant counts;
-4. each mutant gets a copy of the rig folder (of a snapshot taken at the start: build outputs
-   left out, and the baseline and every mutant built from the same sources) with that one source
-   replaced, built there with the build command (within BUILD_TIMEOUT_S): the copy's rig.toml
-   starts the copy's firmware,
-   since its device.start names it through "{folder}" (checked). A mutant that does not build is
-   INVALID (not counted, only numbered). If the build's artifact (`artifact`, e.g.
+   scratch folder (copies identical to the original or to another mutant are dropped). --noCheck
+   does not compile them, and most do not (a syntax error, or a warning under -Werror);
+3. the sample: each source's share of `sample_size` in proportion to its mutant count (allocate).
+   With a compile command (`compile_command`, `--compile`; {folder}: the rig folder, {source}: a
+   file, {object}: the object to write; the qemu-m3 Makefile's `object` target: the firmware's
+   CFLAGS and -g0, so that moved lines do not change the object), the share counts mutants that
+   COMPILE: each source's mutants are taken in a seeded order of their own and compiled alone,
+   `jobs` at once, until its share compiles or it has no more (draw_compiling; the same seed gives
+   the same draw however many compile at once). Each is compiled under the source's own file name
+   in a folder of its own, as the original is, so that the objects compare byte for byte. A drawn
+   mutant that does not compile is INVALID (counted as such, never given a worker); one whose
+   object is the original's is equivalent by construction (trivial compiler equivalence): it
+   SURVIVES unbuilt, explained as such (SAME_OBJECT), unless `run_identical`. Without a compile
+   command the sample is drawn blind (sample_mutants) and the build sorts out the invalid ones;
+4. each mutant to run gets a copy of the rig folder (of a snapshot taken at the start: build
+   outputs left out, and the baseline and every mutant built from the same sources) with that one
+   source replaced, built there with the build command (within BUILD_TIMEOUT_S): the copy's
+   rig.toml starts the copy's firmware, since its device.start names it through "{folder}"
+   (checked). A mutant that does not build is INVALID. If the build's artifact (`artifact`, e.g.
    build/firmware.bin) is byte for byte the original's, the mutant is equivalent by construction
-   (it SURVIVES unrun, explained as such) unless `run_identical`;
+   (it SURVIVES unrun, explained as such: SAME_BINARY) unless `run_identical`;
 5. the ordered suite runs on it through hil.runner.run_scenario, stopping at the first scenario it
    does not pass: KILLED by that scenario, with the divergence or reason; a mutant whose scenarios
    still run `timeout_s` after the first one started is KILLED by the timeout, its worker's
    process group (QEMU included) killed; passing everything, it SURVIVED;
 6. `jobs` worker processes run mutants at once, each in its own process group;
-7. write_report writes the Markdown report (docs/mutation.md): the kill rate, killed-by-scenario
-   counts and every survivor with its diff and an explanation from the rig's
-   equivalent_mutants.toml (survivors without one are flagged "unexplained").
+7. save_results writes every result as JSON beside the report (docs/mutation.json: the settings,
+   versions, baseline runs, scenario order, source counts and every outcome with its mutant's
+   file, number, line and text), once the sample is drawn and after every mutant; write_report
+   writes the Markdown report (docs/mutation.md): drawn, invalid and built (the sample: killed +
+   survived) counts, the kill rate killed / (killed + survived) and the non-equivalent kill rate
+   killed / (killed + unexplained survivors), killed-by-scenario counts and every survivor with
+   its diff and an explanation (the same object code, the same image, or an entry of the rig's
+   equivalent_mutants.toml; survivors without one are flagged "unexplained").
+
+From the saved results, without running anything, `ithil mutants --report-only docs/mutation.json`
+writes the report again with equivalent_mutants.toml as it is now (load_results); `--resume`
+carries on an interrupted campaign, and `--rerun` runs the unexplained survivors again against the
+suite as it is now.
 
 equivalent_mutants.toml, beside the rig.toml, explains survivors that are equivalent, so the
 explanations survive regeneration:
@@ -1063,7 +1084,7 @@ def save_results(campaign: Campaign, path: Path) -> Path:
     with explanations added later, without running anything (load_results); `path`."""
     def plain(value: Any) -> Any:
         if isinstance(value, (Path, dt.datetime)):
-            return str(value) if isinstance(value, Path) else value.isoformat()
+            return _saved_path(value) if isinstance(value, Path) else value.isoformat()
         raise TypeError(f"{type(value).__name__} in a campaign: expected JSON-able fields")
 
     import json
@@ -1082,8 +1103,9 @@ def load_results(path: Path) -> Campaign:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         st = data["settings"]
-        settings = Settings(**{**st, "rig_folder": Path(st["rig_folder"]), "suites": tuple(Path(p) for p in st["suites"]),
-                               "work_dir": Path(st["work_dir"]) if st["work_dir"] else None,
+        settings = Settings(**{**st, "rig_folder": _loaded_path(st["rig_folder"]),
+                               "suites": tuple(_loaded_path(p) for p in st["suites"]),
+                               "work_dir": _loaded_path(st["work_dir"]) if st["work_dir"] else None,
                                **{k: tuple(st[k]) for k in ("build_command", "exclude", "versions_of",
                                                             "compile_command")}})
 
@@ -1092,17 +1114,30 @@ def load_results(path: Path) -> Campaign:
 
         def outcome(o: Mapping[str, Any]) -> Outcome:
             m = o["mutant"]
-            mutant = Mutant(**{**m, "path": Path(m["path"])}) if m is not None else None
+            mutant = Mutant(**{**m, "path": _loaded_path(m["path"])}) if m is not None else None
             return Outcome(**{**o, "mutant": mutant, "runs": [run(r) for r in o["runs"]]})
 
         return Campaign(settings, data["rig_name"], dt.datetime.fromisoformat(data["started"]), data["versions"],
                         outcome(data["baseline"]), data["order"], [run(r) for r in data["left_out"]],
                         [SourceCount(**c) for c in data["sources"]], [outcome(o) for o in data["outcomes"]],
                         data["timeout_s"], data["seconds"], data.get("reruns", []),
-                        [Mutant(**{**m, "path": Path(m["path"])}) for m in data.get("pending", [])])
+                        [Mutant(**{**m, "path": _loaded_path(m["path"])}) for m in data.get("pending", [])])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MutationError(f"{path}: not the results of a mutation campaign ({type(exc).__name__}: {exc}); expected "
                             "the JSON `ithil mutants` writes beside its report") from None
+
+
+def _saved_path(path: Path) -> str:
+    """A path as the results keep it: relative to the repository when inside it (the results are
+    checked in beside the report, and read again in another checkout), else absolute."""
+    whole = path.resolve()
+    return whole.relative_to(REPO).as_posix() if whole.is_relative_to(REPO) else str(path)
+
+
+def _loaded_path(text: str) -> Path:
+    """A path the results keep (_saved_path), absolute again."""
+    path = Path(text)
+    return path if path.is_absolute() else REPO / path
 
 
 # ---- equivalent mutants and the report ---------------------------------------------------------------

@@ -447,3 +447,72 @@ def test_an_interrupted_campaign_is_carried_on_from_its_saved_results(tmp_path: 
     assert again.outcomes[1].mutant.where == status.where and len(seen) == 1
     assert load_results(saved).pending == [] and len(load_results(saved).outcomes) == 2   # saved after the mutant
     assert "Interrupted" not in write_report(again, tmp_path / "m.md", {}).read_text()
+
+
+def test_the_compile_check_settles_mutants_that_do_not_compile_or_keep_the_object_code_without_a_worker(
+        tmp_path: Path) -> None:
+    from hil.mutation import _draw_checked
+
+    rig = tmp_path / "rig"
+    rig.mkdir()
+    (rig / "Makefile").write_text((QEMU_RIG / "Makefile").read_text())
+    (rig / "clamp.c").write_text(TINY_C)
+    files = []
+    for number, text in enumerate([TINY_C.replace("return lo;", "return lo"),               # does not compile
+                                   TINY_C.replace("return lo;", "return lo;   /* spaced */"),  # the same object
+                                   TINY_C.replace("x < lo", "x <= lo")], 1):                 # another object
+        path = tmp_path / f"clamp.mutant.{number}.c"
+        path.write_text(text)
+        files.append(MutantFile("clamp.c", number, path))
+    settings = Settings(rig, ["clamp.c"], compile_command=COMPILE, sample_size=3, seed=5, jobs=2)
+    (tmp_path / "work").mkdir()                          # a campaign's scratch folder
+    said: list[str] = []
+    sample, decided = _draw_checked(settings, rig, ["clamp.c"], {"clamp.c": files}, tmp_path / "work", said.append)
+    assert [m.number for m in sample] == [3] and sample[0].mutated.strip() == "if (x <= lo) {"
+    by_number = {o.mutant.number: o for o in decided}
+    assert by_number[1].status == INVALID and "does not compile" in by_number[1].reason
+    assert not by_number[1].runs and by_number[1].build_s == 0                         # no worker, no build
+    assert by_number[2].status == SURVIVED and by_number[2].same_object and not by_number[2].runs
+    assert explanation(by_number[2], {}, "build/firmware.bin") == SAME_OBJECT
+    assert said and not list((tmp_path / "work" / "compile").iterdir())                # each check's folder is gone
+    again = dataclasses.replace(settings, run_identical=True)                          # the same object run anyway
+    sample, decided = _draw_checked(again, rig, ["clamp.c"], {"clamp.c": files}, tmp_path / "work", said.append)
+    assert [m.number for m in sample] == [2, 3] and [o.status for o in decided] == [INVALID]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "Makefile").write_text((QEMU_RIG / "Makefile").read_text())
+    (broken / "clamp.c").write_text("int clamp(int x) { return y; }\n")
+    with pytest.raises(MutationError, match="the unmutated clamp.c does not compile"):
+        _draw_checked(settings, broken, ["clamp.c"], {"clamp.c": files}, tmp_path / "work", said.append)
+
+
+def test_results_keep_paths_inside_the_repository_relative(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path)
+    campaign = dataclasses.replace(campaign, settings=dataclasses.replace(campaign.settings, rig_folder=QEMU_RIG))
+    saved = save_results(campaign, tmp_path / "m.json")
+    text = saved.read_text()
+    assert '"rig_folder": "rigs/qemu-m3"' in text and '"suites": [\n   "suites/standard"' in text
+    assert str(ROOT) not in text
+    assert load_results(saved) == campaign
+
+
+def test_report_only_writes_the_report_again_with_explanations_added_since(tmp_path: Path) -> None:
+    ithil = Path(sys.executable).with_name("ithil")
+    campaign = _campaign(tmp_path)                        # its rig folder: tmp_path / "rig", no explanations yet
+    results = save_results(campaign, tmp_path / "docs" / "mutation.json")
+    expected = write_report(campaign, tmp_path / "docs" / "mutation.md", {}).read_text()   # as the campaign wrote it
+
+    def report_only() -> str:
+        proc = subprocess.run([str(ithil), "mutants", "--report-only", str(results), "--out",
+                               str(tmp_path / "docs" / "mutation.md")], capture_output=True, text=True, cwd=ROOT,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "results saved" not in proc.stderr                           # nothing run, nothing saved
+        return (tmp_path / "docs" / "mutation.md").read_text()
+
+    assert report_only() == expected
+    assert results.read_text() == save_results(campaign, tmp_path / "again.json").read_text()
+    (tmp_path / "rig" / "equivalent_mutants.toml").write_text(EQUIVALENTS)   # explained after the campaign
+    later = report_only()
+    assert "| of which **unexplained** | 1 |" in later and "| of which **unexplained** | 2 |" in expected
+    assert "n is unsigned" in later and "--report-only" in later.split("## Run it")[1]
