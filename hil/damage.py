@@ -10,6 +10,8 @@ answers, so the runner can judge the device without asking the model (which neve
 
 What must come back is a NakReason, NO_ANSWER, or RUN_ONCE: the command's own answers, as the model
 gives them for one run (a retry gets the same answers again, and the model runs it once).
+ANOTHER_COMMAND writes nothing: the runner asks the status through the link in between (a retry
+that comes back after another command must still find its answer in the pump's window).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from .errors import ScenarioError
 
 NO_ANSWER = "no answer"          # the pump drops the frame silently: it has no header to answer
 RUN_ONCE = "run once"            # the command's own answers; the model runs it once for all such frames
-Expected = NakReason | str       # a NakReason, NO_ANSWER or RUN_ONCE
+ANOTHER_COMMAND = "another command"   # no frame: a status request goes through the link in between
+Expected = NakReason | str       # a NakReason, NO_ANSWER, RUN_ONCE or ANOTHER_COMMAND
 
 _HEADER = struct.Struct("<BBHBH")   # version, flags, seq, msg_id, length (protocol.framing.HEADER)
 _CRC = struct.Struct("<I")
@@ -171,6 +174,7 @@ _MAKERS: dict[str, Callable[..., Any]] = {
     "retry": lambda p, m, s: [frame := _wire(_inner(p)), frame],
     "retry_resigned": lambda p, m, s: [_wire(_inner(p)), _wire(_inner(p))],
     "retry_unsigned": lambda p, m, s: [_wire(_inner(p)), _wire(_inner(_replace(p, signer=None)))],
+    "retry_later": lambda p, m, s: [frame := _wire(_inner(p)), b"", frame],
 }
 
 _BAD = NakReason.MALFORMED
@@ -197,6 +201,8 @@ DAMAGES: dict[str, Damage] = {d.name: d for d in (
     Damage("retry", "the same frame twice, as after a lost answer", (RUN_ONCE, RUN_ONCE)),
     Damage("retry_resigned", "the command again under its seq with a fresh signature", (RUN_ONCE, RUN_ONCE),
            "signed"),
+    Damage("retry_later", "the same frame again after another command, as after an answer lost and a status asked",
+           (RUN_ONCE, ANOTHER_COMMAND, RUN_ONCE)),
     Damage("retry_unsigned", "the command again under its seq without a signature", (RUN_ONCE, NakReason.UNSIGNED),
            "signed"),
 )}
@@ -238,4 +244,4 @@ def damaged_frames(name: str, message: Any, seq: int, signers: Mapping[Role, Sig
     return list(zip(frames, damage.expected))
 
 
-__all__ = ["Damage", "DAMAGES", "NO_ANSWER", "RUN_ONCE", "check_damage", "damaged_frames"]
+__all__ = ["Damage", "DAMAGES", "NO_ANSWER", "RUN_ONCE", "ANOTHER_COMMAND", "check_damage", "damaged_frames"]

@@ -20,7 +20,7 @@ from protocol import NakReason
 from protocol.messages import Nak
 
 from .compare import Refusal, compare_answers, compare_telemetry
-from .damage import NO_ANSWER, RUN_ONCE, damaged_frames
+from .damage import ANOTHER_COMMAND, NO_ANSWER, RUN_ONCE, damaged_frames
 from .errors import PumpRefused
 from .reference import ReferencePump, declared_pump
 from .rig import SCHEDULED_METHODS, RigConfig
@@ -145,6 +145,9 @@ class InStep:
         model: list[Any] | None = None
         out: list[tuple[list[Any], list[Any]]] = []
         for data, due in frames:
+            if due is ANOTHER_COMMAND:
+                self.device.status()    # judged with every step's status, after it
+                continue
             wait_s = link.answer_timeout_s if due is NO_ANSWER else link.max_wait_s   # silence takes the first wait
             texts = due is RUN_ONCE      # a link-level Nak's texts are the pump's own words
             got = [(Refusal(NakReason(a.reason).name, a.field, *((a.value, a.expected) if texts else ()))

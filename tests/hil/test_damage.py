@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from firmware_model import commands as c
-from hil.damage import DAMAGES, NO_ANSWER, RUN_ONCE, damaged_frames
+from hil.damage import ANOTHER_COMMAND, DAMAGES, NO_ANSWER, RUN_ONCE, damaged_frames
 from hil.device import EmulatedDevice, default_test_keys
 from hil.errors import ScenarioError
 from hil.rig import load_rig
@@ -41,16 +41,21 @@ def test_the_reference_pump_answers_each_damage_as_its_table_says_and_changes_no
     message = command_to_wire(command_for(name))
     frames = damaged_frames(name, message, 9, signers, signers[Role.CLINICIAN])
     assert [due for _, due in frames] == list(DAMAGES[name].expected)
-    answers = [answers_of(device, data) for data, _ in frames]
+    status = damaged_frames("retry", command_to_wire(c.GetStatus()), 11, signers, signers[Role.PATIENT])[0][0]
+    answers = [answers_of(device, data if due is not ANOTHER_COMMAND else status) for data, due in frames]
     for got, (_, due) in zip(answers, frames):
-        if due is NO_ANSWER:
+        if due is ANOTHER_COMMAND:
+            assert [type(a) for a in got] == [m.StatusReport]
+        elif due is NO_ANSWER:
             assert got == []
         elif due is RUN_ONCE:
             assert got and type(got[-1]) in (m.Ack, m.AckSoftLimits) and got == answers[0]
         else:
             assert [(type(a), a.reason) for a in got] == [(m.Nak, due)], got
     if RUN_ONCE in DAMAGES[name].expected:
-        assert sum(device.executed.values()) == ran + 1 and device.status().programmed_rate_nl_per_day == 1_000_000
+        between = DAMAGES[name].expected.count(ANOTHER_COMMAND)     # the status asked in between ran too
+        assert sum(device.executed.values()) == ran + 1 + between
+        assert device.executed[type(message).SPEC.name] == 1 and device.status().programmed_rate_nl_per_day == 1_000_000
     else:
         assert device.status() == before and sum(device.executed.values()) == ran
 
