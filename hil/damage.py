@@ -41,6 +41,7 @@ _CRC = struct.Struct("<I")
 UNKNOWN_KEY_ID = 0xEE            # a key id no rig gives a pump
 BEYOND_UNICODE = b"\xf4\x90\x80\x80"     # U+110000: past the last code point
 UNDEFINED_FLAG = 0x80
+ACK_ID = next(i for i, spec in CATALOGUE.items() if spec.name == "Ack")
 assert not UNDEFINED_FLAG & DEFINED_FLAGS
 
 
@@ -171,6 +172,7 @@ _MAKERS: dict[str, Callable[..., Any]] = {
     "text_surrogate": lambda p, m, s: [_text(b"\xed\xa0\x80")(p, m)],
     "text_beyond_unicode": lambda p, m, s: [_text(BEYOND_UNICODE)(p, m)],
     "text_cut_short": lambda p, m, s: [_text(b"\xe2\x82")(p, m)],
+    "pump_message": lambda p, m, s: [_wire(_inner(_replace(p, msg_id=ACK_ID, payload=bytes([p.msg_id]), signer=None)))],
     "retry": lambda p, m, s: [frame := _wire(_inner(p)), frame],
     "retry_resigned": lambda p, m, s: [_wire(_inner(p)), _wire(_inner(p))],
     "retry_unsigned": lambda p, m, s: [_wire(_inner(p)), _wire(_inner(_replace(p, signer=None)))],
@@ -198,6 +200,8 @@ DAMAGES: dict[str, Damage] = {d.name: d for d in (
     Damage("text_surrogate", "a text field with a UTF-16 surrogate encoded in UTF-8 (ED A0 80)", (_BAD,), "text"),
     Damage("text_beyond_unicode", "a text field with a code point past U+10FFFF (F4 90 80 80)", (_BAD,), "text"),
     Damage("text_cut_short", "a text field with a three-byte sequence cut after two (E2 82)", (_BAD,), "text"),
+    Damage("pump_message", "an Ack of the command, a message only a pump sends, sent to the pump: ignored, never "
+           "answered (two devices never ping-pong)", (NO_ANSWER,)),
     Damage("retry", "the same frame twice, as after a lost answer", (RUN_ONCE, RUN_ONCE)),
     Damage("retry_resigned", "the command again under its seq with a fresh signature", (RUN_ONCE, RUN_ONCE),
            "signed"),
