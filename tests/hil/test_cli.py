@@ -80,7 +80,7 @@ def test_run_passes_prints_the_verdicts_and_writes_junit(tmp_path: Path) -> None
 
 def test_run_on_a_wrong_device_exits_1_and_names_the_divergence(tmp_path: Path) -> None:
     rig = (ROOT / "rigs" / "emulator" / "rig.toml").read_text()
-    rig = rig.replace('test_mode = true ', 'test_mode = true\npump = { low_reservoir_nl = 3_000_000 } ')
+    rig = rig.replace('test_mode = true ', 'test_mode = true\npump = { low_reservoir_nl = 2_500_000 } ')
     (tmp_path / "rig.toml").write_text(rig)
     proc = ithil("run", "--rig", str(tmp_path), "suites/standard/reservoir.toml")
     assert proc.returncode == 1, proc.stdout + proc.stderr

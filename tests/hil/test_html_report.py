@@ -43,7 +43,7 @@ class Report:
 def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
     rig = load_rig("emulator")
     results = [run_scenario(rig, load_scenario(SUITE / f"{name}.toml")) for name in PASSING]
-    wrong = EmulatorRig(rig.config.with_device(pump={"low_reservoir_nl": 3_000_000}))
+    wrong = EmulatorRig(rig.config.with_device(pump={"low_reservoir_nl": 2_500_000}))
     results.append(run_scenario(wrong, load_scenario(SUITE / "reservoir.toml")))
     verdicts = [v for v in requirement_verdicts(load_requirements(), results) if v.scenarios]
     path = tmp_path_factory.mktemp("html") / "out" / "report.html"

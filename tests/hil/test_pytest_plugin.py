@@ -25,7 +25,7 @@ pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[2]
 EMULATOR_RIG = (REPO / "rigs" / "emulator" / "rig.toml").read_text(encoding="utf-8")
 # the same rig, but its device raises the low-reservoir alarm at 3 mL where the model says 2 mL
-WRONG_RIG = EMULATOR_RIG.replace("[device]\n", "[device]\npump = { low_reservoir_nl = 3_000_000 }\n", 1)
+WRONG_RIG = EMULATOR_RIG.replace("[device]\n", "[device]\npump = { low_reservoir_nl = 2_500_000 }\n", 1)
 
 TESTS = '''
 import os

@@ -58,11 +58,11 @@ def test_a_tighter_tolerance_changes_the_verdict_of_what_the_balance_weighed(rec
 
 def test_a_wrong_device_recorded_passes_against_a_model_that_declares_what_it_does(tmp_path: Path) -> None:
     rig = load_rig("emulator")
-    wrong = EmulatorRig(rig.config.with_device(pump={"low_reservoir_nl": 3_000_000}))
+    wrong = EmulatorRig(rig.config.with_device(pump={"low_reservoir_nl": 2_500_000}))
     path = tmp_path / "wrong.pcapng"
     live = record(path, wrong, ["reservoir"])
     assert live[0].verdict is Verdict.FAIL
-    pump = dataclasses.replace(rig.config.pump, low_reservoir_nl=3_000_000)
+    pump = dataclasses.replace(rig.config.pump, low_reservoir_nl=2_500_000)
     declared = dataclasses.replace(rig.config, pump=pump)
     again = replay(read_recording(path), declared)[0]
     assert again.divergence is None                          # the model now predicts what the device did
