@@ -31,10 +31,14 @@ from .wire_model import WIRE_TYPES, command_to_wire, refusal_to_nak, response_fr
 CONTEXT_FRAMES = 8     # frames kept with a divergence, the latest before it
 
 
-def model_refusal(exc: CommandRefused, msg_id: int) -> Refusal:
-    """The model's refusal as a device reports it: its Nak's reason and field."""
-    nak = refusal_to_nak(exc, msg_id)
+def nak_refusal(nak: Any) -> Refusal:
+    """A Nak message as a Refusal: its reason, field, value and expected."""
     return Refusal(NakReason(nak.reason).name, nak.field, nak.value, nak.expected)
+
+
+def model_refusal(exc: CommandRefused, msg_id: int) -> Refusal:
+    """The model's refusal as a device reports it: its Nak's reason, field and texts."""
+    return nak_refusal(refusal_to_nak(exc, msg_id))
 
 
 def refusal_of(exc: PumpRefused) -> Refusal:
@@ -149,9 +153,10 @@ class InStep:
                 self.device.status()    # judged with every step's status, after it
                 continue
             wait_s = link.answer_timeout_s if due is NO_ANSWER else link.max_wait_s   # silence takes the first wait
-            texts = due is RUN_ONCE      # a link-level Nak's texts are the pump's own words
-            got = [(Refusal(NakReason(a.reason).name, a.field, *((a.value, a.expected) if texts else ()))
-                    if type(a) is Nak else response_from_wire(a)) for a in link.exchange(data, seq, wait_s)]
+            got = [response_from_wire(a) if type(a) is not Nak
+                   else nak_refusal(a) if due is RUN_ONCE        # a command's refusal, worded as the model words it
+                   else Refusal(NakReason(a.reason).name, a.field)   # a link-level Nak's texts are the pump's own
+                   for a in link.exchange(data, seq, wait_s)]
             if due is RUN_ONCE:
                 if model is None:
                     try:

@@ -925,16 +925,22 @@ def run_campaign(settings: Settings, say: Callable[[str], None] = lambda text: N
     return campaign
 
 
+def _mutant_jobs(mutants: Sequence[Mutant], baseline: Outcome, order: Sequence[str], common: Mapping[str, Any],
+                 run_identical: bool) -> list[Job]:
+    """A Job per mutant: built in the snapshot of `common`, run in `order`, judged against `baseline`."""
+    originals = {r.id: r for r in baseline.runs if r.id in order}
+    return [Job(f"{m.source.replace('/', '__')}.{m.number}", order=tuple(order), mutant=m,
+                original_digest=baseline.digest, run_identical=run_identical, originals=originals, **common)
+            for m in mutants]
+
+
 def _run_pending(campaign: Campaign, common: Mapping[str, Any], baseline: Outcome, order: Sequence[str],
                  on_outcome: Callable[[int, int, Outcome], None] | None, save_to: Path | None) -> None:
     """Run the campaign's pending mutants (built in the snapshot of `common`) against the baseline
     of that snapshot, in `order`, each outcome added to the campaign as it comes and the results
     saved then (`save_to`)."""
     settings = campaign.settings
-    originals = {r.id: r for r in baseline.runs if r.id in order}
-    jobs = [Job(f"{m.source.replace('/', '__')}.{m.number}", order=tuple(order), mutant=m,
-                original_digest=baseline.digest, run_identical=settings.run_identical, originals=originals,
-                **common) for m in campaign.pending]
+    jobs = _mutant_jobs(campaign.pending, baseline, order, common, settings.run_identical)
     if save_to is not None:
         save_results(campaign, save_to)
     done = [0]
@@ -1047,11 +1053,8 @@ def rerun_survivors(campaign: Campaign, equivalents: Mapping[tuple[str, int, str
     with _workspace(settings) as (snapshot, common):
         scenarios = load_suite(list(settings.suites))
         baseline, _, order, timeout_s = _baseline(settings, common, campaign.rig_name, scenarios, say)
-        originals = {r.id: r for r in baseline.runs if r.id in order}
         made = {id(o): rebuilt_mutant(snapshot, o.mutant, common["work_root"] / "mutants") for o in again if o.mutant}
-        jobs = [Job(f"{m.source.replace('/', '__')}.{m.number}", order=tuple(order), mutant=m,
-                    original_digest=baseline.digest, originals=originals, **common)
-                for m in made.values() if m is not None]
+        jobs = _mutant_jobs([m for m in made.values() if m is not None], baseline, order, common, False)
         say(f"rerun: {len(jobs)} of {len(again)} unexplained survivors made again on the sources as they are now; "
             f"{len(scenarios)} scenarios")
         done = [0]
